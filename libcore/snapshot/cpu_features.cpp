@@ -24,45 +24,99 @@ constexpr auto kEdx = CpuidReg::kEdx;
 
 // Names as Linux prints them in /proc/cpuinfo, for the bits user code uses.
 constexpr FeatureName kFeatureNames[] = {
-    {1, 0, kEcx, 0, "sse3"},        {1, 0, kEcx, 1, "pclmulqdq"},  {1, 0, kEcx, 9, "ssse3"},
-    {1, 0, kEcx, 12, "fma"},        {1, 0, kEcx, 13, "cx16"},      {1, 0, kEcx, 19, "sse4_1"},
-    {1, 0, kEcx, 20, "sse4_2"},     {1, 0, kEcx, 22, "movbe"},     {1, 0, kEcx, 23, "popcnt"},
-    {1, 0, kEcx, 25, "aes"},        {1, 0, kEcx, 26, "xsave"},     {1, 0, kEcx, 28, "avx"},
-    {1, 0, kEcx, 29, "f16c"},       {1, 0, kEcx, 30, "rdrand"},    {1, 0, kEdx, 0, "fpu"},
-    {1, 0, kEdx, 4, "tsc"},         {1, 0, kEdx, 5, "msr"},        {1, 0, kEdx, 6, "pae"},
-    {1, 0, kEdx, 8, "cx8"},         {1, 0, kEdx, 11, "sep"},       {1, 0, kEdx, 15, "cmov"},
-    {1, 0, kEdx, 16, "pat"},        {1, 0, kEdx, 19, "clflush"},   {1, 0, kEdx, 23, "mmx"},
-    {1, 0, kEdx, 24, "fxsr"},       {1, 0, kEdx, 25, "sse"},       {1, 0, kEdx, 26, "sse2"},
-    {7, 0, kEbx, 0, "fsgsbase"},    {7, 0, kEbx, 3, "bmi1"},       {7, 0, kEbx, 4, "hle"},
-    {7, 0, kEbx, 5, "avx2"},        {7, 0, kEbx, 8, "bmi2"},       {7, 0, kEbx, 9, "erms"},
-    {7, 0, kEbx, 11, "rtm"},        {7, 0, kEbx, 16, "avx512f"},   {7, 0, kEbx, 17, "avx512dq"},
-    {7, 0, kEbx, 18, "rdseed"},     {7, 0, kEbx, 19, "adx"},       {7, 0, kEbx, 21, "avx512ifma"},
-    {7, 0, kEbx, 23, "clflushopt"}, {7, 0, kEbx, 24, "clwb"},      {7, 0, kEbx, 26, "avx512pf"},
-    {7, 0, kEbx, 27, "avx512er"},   {7, 0, kEbx, 28, "avx512cd"},  {7, 0, kEbx, 29, "sha_ni"},
-    {7, 0, kEbx, 30, "avx512bw"},   {7, 0, kEbx, 31, "avx512vl"},  {7, 0, kEcx, 1, "avx512vbmi"},
-    {7, 0, kEcx, 3, "pku"},         {7, 0, kEcx, 5, "waitpkg"},    {7, 0, kEcx, 6, "avx512_vbmi2"},
-    {7, 0, kEcx, 8, "gfni"},        {7, 0, kEcx, 9, "vaes"},       {7, 0, kEcx, 10, "vpclmulqdq"},
-    {7, 0, kEcx, 11, "avx512_vnni"}, {7, 0, kEcx, 12, "avx512_bitalg"},
-    {7, 0, kEcx, 14, "avx512_vpopcntdq"}, {7, 0, kEcx, 22, "rdpid"},
-    {7, 0, kEcx, 27, "movdiri"},    {7, 0, kEcx, 28, "movdir64b"}, {7, 0, kEdx, 4, "fsrm"},
-    {7, 0, kEdx, 8, "avx512_vp2intersect"}, {7, 0, kEdx, 14, "serialize"},
-    {7, 0, kEdx, 22, "amx_bf16"},   {7, 0, kEdx, 23, "avx512_fp16"}, {7, 0, kEdx, 24, "amx_tile"},
-    {7, 0, kEdx, 25, "amx_int8"},   {7, 1, kEax, 4, "avx_vnni"},   {7, 1, kEax, 5, "avx512_bf16"},
-    {0xd, 1, kEax, 0, "xsaveopt"},  {0xd, 1, kEax, 1, "xsavec"},   {0xd, 1, kEax, 2, "xgetbv1"},
-    {0x80000001, 0, kEcx, 0, "lahf_lm"}, {0x80000001, 0, kEcx, 5, "abm"},
-    {0x80000001, 0, kEcx, 6, "sse4a"}, {0x80000001, 0, kEcx, 7, "misalignsse"},
-    {0x80000001, 0, kEcx, 8, "3dnowprefetch"}, {0x80000001, 0, kEcx, 11, "xop"},
-    {0x80000001, 0, kEcx, 16, "fma4"}, {0x80000001, 0, kEcx, 21, "tbm"},
-    {0x80000001, 0, kEdx, 11, "syscall"}, {0x80000001, 0, kEdx, 20, "nx"},
-    {0x80000001, 0, kEdx, 22, "mmxext"}, {0x80000001, 0, kEdx, 25, "fxsr_opt"},
-    {0x80000001, 0, kEdx, 26, "pdpe1gb"}, {0x80000001, 0, kEdx, 27, "rdtscp"},
+    {1, 0, kEcx, 0, "sse3"},
+    {1, 0, kEcx, 1, "pclmulqdq"},
+    {1, 0, kEcx, 9, "ssse3"},
+    {1, 0, kEcx, 12, "fma"},
+    {1, 0, kEcx, 13, "cx16"},
+    {1, 0, kEcx, 19, "sse4_1"},
+    {1, 0, kEcx, 20, "sse4_2"},
+    {1, 0, kEcx, 22, "movbe"},
+    {1, 0, kEcx, 23, "popcnt"},
+    {1, 0, kEcx, 25, "aes"},
+    {1, 0, kEcx, 26, "xsave"},
+    {1, 0, kEcx, 28, "avx"},
+    {1, 0, kEcx, 29, "f16c"},
+    {1, 0, kEcx, 30, "rdrand"},
+    {1, 0, kEdx, 0, "fpu"},
+    {1, 0, kEdx, 4, "tsc"},
+    {1, 0, kEdx, 5, "msr"},
+    {1, 0, kEdx, 6, "pae"},
+    {1, 0, kEdx, 8, "cx8"},
+    {1, 0, kEdx, 11, "sep"},
+    {1, 0, kEdx, 15, "cmov"},
+    {1, 0, kEdx, 16, "pat"},
+    {1, 0, kEdx, 19, "clflush"},
+    {1, 0, kEdx, 23, "mmx"},
+    {1, 0, kEdx, 24, "fxsr"},
+    {1, 0, kEdx, 25, "sse"},
+    {1, 0, kEdx, 26, "sse2"},
+    {7, 0, kEbx, 0, "fsgsbase"},
+    {7, 0, kEbx, 3, "bmi1"},
+    {7, 0, kEbx, 4, "hle"},
+    {7, 0, kEbx, 5, "avx2"},
+    {7, 0, kEbx, 8, "bmi2"},
+    {7, 0, kEbx, 9, "erms"},
+    {7, 0, kEbx, 11, "rtm"},
+    {7, 0, kEbx, 16, "avx512f"},
+    {7, 0, kEbx, 17, "avx512dq"},
+    {7, 0, kEbx, 18, "rdseed"},
+    {7, 0, kEbx, 19, "adx"},
+    {7, 0, kEbx, 21, "avx512ifma"},
+    {7, 0, kEbx, 23, "clflushopt"},
+    {7, 0, kEbx, 24, "clwb"},
+    {7, 0, kEbx, 26, "avx512pf"},
+    {7, 0, kEbx, 27, "avx512er"},
+    {7, 0, kEbx, 28, "avx512cd"},
+    {7, 0, kEbx, 29, "sha_ni"},
+    {7, 0, kEbx, 30, "avx512bw"},
+    {7, 0, kEbx, 31, "avx512vl"},
+    {7, 0, kEcx, 1, "avx512vbmi"},
+    {7, 0, kEcx, 3, "pku"},
+    {7, 0, kEcx, 5, "waitpkg"},
+    {7, 0, kEcx, 6, "avx512_vbmi2"},
+    {7, 0, kEcx, 8, "gfni"},
+    {7, 0, kEcx, 9, "vaes"},
+    {7, 0, kEcx, 10, "vpclmulqdq"},
+    {7, 0, kEcx, 11, "avx512_vnni"},
+    {7, 0, kEcx, 12, "avx512_bitalg"},
+    {7, 0, kEcx, 14, "avx512_vpopcntdq"},
+    {7, 0, kEcx, 22, "rdpid"},
+    {7, 0, kEcx, 27, "movdiri"},
+    {7, 0, kEcx, 28, "movdir64b"},
+    {7, 0, kEdx, 4, "fsrm"},
+    {7, 0, kEdx, 8, "avx512_vp2intersect"},
+    {7, 0, kEdx, 14, "serialize"},
+    {7, 0, kEdx, 22, "amx_bf16"},
+    {7, 0, kEdx, 23, "avx512_fp16"},
+    {7, 0, kEdx, 24, "amx_tile"},
+    {7, 0, kEdx, 25, "amx_int8"},
+    {7, 1, kEax, 4, "avx_vnni"},
+    {7, 1, kEax, 5, "avx512_bf16"},
+    {0xd, 1, kEax, 0, "xsaveopt"},
+    {0xd, 1, kEax, 1, "xsavec"},
+    {0xd, 1, kEax, 2, "xgetbv1"},
+    {0x80000001, 0, kEcx, 0, "lahf_lm"},
+    {0x80000001, 0, kEcx, 5, "abm"},
+    {0x80000001, 0, kEcx, 6, "sse4a"},
+    {0x80000001, 0, kEcx, 7, "misalignsse"},
+    {0x80000001, 0, kEcx, 8, "3dnowprefetch"},
+    {0x80000001, 0, kEcx, 11, "xop"},
+    {0x80000001, 0, kEcx, 16, "fma4"},
+    {0x80000001, 0, kEcx, 21, "tbm"},
+    {0x80000001, 0, kEdx, 11, "syscall"},
+    {0x80000001, 0, kEdx, 20, "nx"},
+    {0x80000001, 0, kEdx, 22, "mmxext"},
+    {0x80000001, 0, kEdx, 25, "fxsr_opt"},
+    {0x80000001, 0, kEdx, 26, "pdpe1gb"},
+    {0x80000001, 0, kEdx, 27, "rdtscp"},
     {0x80000001, 0, kEdx, 29, "lm"},
 };
 
 constexpr const char* kXcr0Names[] = {
-    "x87", "sse", "avx", "bndregs", "bndcsr", "opmask", "zmm_hi256", "hi16_zmm",
-    "pt", "pkru", "pasid", "cet_u", "cet_s", "hdc", "uintr", "lbr", "hwp",
-    "tilecfg", "tiledata",
+    "x87",      "sse", "avx",  "bndregs", "bndcsr",   "opmask", "zmm_hi256",
+    "hi16_zmm", "pt",  "pkru", "pasid",   "cet_u",    "cet_s",  "hdc",
+    "uintr",    "lbr", "hwp",  "tilecfg", "tiledata",
 };
 
 // The words recorded, and the bits in each that describe the operating
@@ -75,7 +129,9 @@ struct RecordedWord {
     std::uint32_t ignored;
 };
 
-constexpr std::uint32_t bit(unsigned b) { return std::uint32_t{1} << b; }
+constexpr std::uint32_t bit(unsigned b) {
+    return std::uint32_t{1} << b;
+}
 
 constexpr RecordedWord kRecordedWords[] = {
     // monitor vmx smx est tm2 xtpr pdcm pcid dca x2apic tsc_deadline osxsave
@@ -100,17 +156,21 @@ constexpr RecordedWord kRecordedWords[] = {
     {0xd, 1, kEax, bit(3)},
     // cmp_legacy svm extapic osvw ibs skinit wdt topoext perfctr_*
     {0x80000001, 0, kEcx,
-     bit(1) | bit(2) | bit(3) | bit(9) | bit(10) | bit(12) | bit(13) | bit(22) | bit(23) |
-         bit(24) | bit(28)},
+     bit(1) | bit(2) | bit(3) | bit(9) | bit(10) | bit(12) | bit(13) | bit(22) | bit(23) | bit(24) |
+         bit(28)},
     {0x80000001, 0, kEdx, 0},
 };
 
 const char* reg_name(CpuidReg reg) {
     switch (reg) {
-    case CpuidReg::kEax: return "eax";
-    case CpuidReg::kEbx: return "ebx";
-    case CpuidReg::kEcx: return "ecx";
-    case CpuidReg::kEdx: return "edx";
+    case CpuidReg::kEax:
+        return "eax";
+    case CpuidReg::kEbx:
+        return "ebx";
+    case CpuidReg::kEcx:
+        return "ecx";
+    case CpuidReg::kEdx:
+        return "edx";
     }
     return "?";
 }

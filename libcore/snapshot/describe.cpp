@@ -25,8 +25,8 @@ class JsonChecker {
     bool at_end() const { return pos_ >= s_.size(); }
     char peek() const { return at_end() ? '\0' : s_[pos_]; }
     void ws() {
-        while (!at_end() && (s_[pos_] == ' ' || s_[pos_] == '\t' || s_[pos_] == '\n' ||
-                             s_[pos_] == '\r'))
+        while (!at_end() &&
+               (s_[pos_] == ' ' || s_[pos_] == '\t' || s_[pos_] == '\n' || s_[pos_] == '\r'))
             ++pos_;
     }
     bool literal(std::string_view word) {
@@ -36,19 +36,26 @@ class JsonChecker {
         return true;
     }
     bool value(int depth) {
-        if (depth > kMaxDepth)
-            return false;
         switch (peek()) {
-        case '{': return object(depth + 1);
-        case '[': return array(depth + 1);
-        case '"': return string();
-        case 't': return literal("true");
-        case 'f': return literal("false");
-        case 'n': return literal("null");
-        default: return number();
+        case '{':
+            return object(depth + 1);
+        case '[':
+            return array(depth + 1);
+        case '"':
+            return string();
+        case 't':
+            return literal("true");
+        case 'f':
+            return literal("false");
+        case 'n':
+            return literal("null");
+        default:
+            return number();
         }
     }
     bool object(int depth) {
+        if (depth > kMaxDepth)
+            return false;
         ++pos_; // {
         ws();
         if (peek() == '}') {
@@ -78,6 +85,8 @@ class JsonChecker {
         }
     }
     bool array(int depth) {
+        if (depth > kMaxDepth)
+            return false;
         ++pos_; // [
         ws();
         if (peek() == ']') {
@@ -189,11 +198,21 @@ std::string json_quote(std::string_view text) {
     for (char ch : text) {
         const auto c = static_cast<unsigned char>(ch);
         switch (c) {
-        case '"': out += "\\\""; break;
-        case '\\': out += "\\\\"; break;
-        case '\n': out += "\\n"; break;
-        case '\r': out += "\\r"; break;
-        case '\t': out += "\\t"; break;
+        case '"':
+            out += "\\\"";
+            break;
+        case '\\':
+            out += "\\\\";
+            break;
+        case '\n':
+            out += "\\n";
+            break;
+        case '\r':
+            out += "\\r";
+            break;
+        case '\t':
+            out += "\\t";
+            break;
         default:
             if (c < 0x20)
                 out += fmt::format("\\u{:04x}", c);
@@ -234,15 +253,15 @@ std::string describe_text(const SnapshotFile& f, const DescribeOptions& options)
             out += fmt::format("  msr {:#010x} = {:#x}\n", m.index, m.value);
     line("monitor state", fmt::format("{} bytes", f.monitor_state().size()));
     const MemoryStats m = f.memory_stats();
-    line("memory", fmt::format("{} runs ({} raw, {} zstd, {} zero): {} pages stored, {} zero "
-                               "pages",
-                               m.runs, m.raw_runs, m.zstd_runs, m.zero_runs, m.pages_stored,
-                               m.zero_pages));
-    line("page bytes", fmt::format("{} raw, {} in file{}", m.raw_bytes, m.stored_bytes,
-                                   m.stored_bytes ? fmt::format(" (ratio {:.2f})",
-                                                                double(m.raw_bytes) /
-                                                                    double(m.stored_bytes))
-                                                  : std::string()));
+    line("memory",
+         fmt::format("{} runs ({} raw, {} zstd, {} zero): {} pages stored, {} zero "
+                     "pages",
+                     m.runs, m.raw_runs, m.zstd_runs, m.zero_runs, m.pages_stored, m.zero_pages));
+    line("page bytes",
+         fmt::format("{} raw, {} in file{}", m.raw_bytes, m.stored_bytes,
+                     m.stored_bytes ? fmt::format(" (ratio {:.2f})",
+                                                  double(m.raw_bytes) / double(m.stored_bytes))
+                                    : std::string()));
     std::uint64_t ws_pages = 0;
     for (const PageRange& r : f.working_set())
         ws_pages += r.page_count;
@@ -262,8 +281,7 @@ std::string describe_text(const SnapshotFile& f, const DescribeOptions& options)
                            "encoding", "offset", "stored", "checksum");
         for (const PageRun& r : f.page_runs())
             out += fmt::format("  {:>10}  {:>8}  {:<8}  {:>10}  {:>10}  {:016x}\n", r.first_page,
-                               r.page_count,
-                               encoding_name(static_cast<std::uint32_t>(r.encoding)),
+                               r.page_count, encoding_name(static_cast<std::uint32_t>(r.encoding)),
                                r.file_offset, r.stored_size, r.checksum);
     }
     const std::string_view meta = f.metadata_json();
@@ -314,10 +332,11 @@ std::string describe_json(const SnapshotFile& f, const DescribeOptions& options)
     o += "],\"words\":[";
     first = true;
     for (const CpuidWord& w : cpu.words) {
-        o += fmt::format("{}{{\"leaf\":{},\"subleaf\":{},\"reg\":{},\"bits\":{}}}",
-                         first ? "" : ",", json_quote(fmt::format("{:#x}", w.leaf)), w.subleaf,
-                         json_quote(std::array{"eax", "ebx", "ecx", "edx"}[static_cast<int>(w.reg)]),
-                         json_quote(fmt::format("{:#010x}", w.bits)));
+        o +=
+            fmt::format("{}{{\"leaf\":{},\"subleaf\":{},\"reg\":{},\"bits\":{}}}", first ? "" : ",",
+                        json_quote(fmt::format("{:#x}", w.leaf)), w.subleaf,
+                        json_quote(std::array{"eax", "ebx", "ecx", "edx"}[static_cast<int>(w.reg)]),
+                        json_quote(fmt::format("{:#010x}", w.bits)));
         first = false;
     }
     o += "]}";

@@ -22,7 +22,9 @@ bool is_zero_page(const std::uint8_t* page) {
     return acc == 0;
 }
 
-std::uint64_t run_end(const MemoryRun& run) { return run.first_page + run.page_count; }
+std::uint64_t run_end(const MemoryRun& run) {
+    return run.first_page + run.page_count;
+}
 
 // Adds one page to the image, extending the last run when it is adjacent,
 // of the same kind and, for data, contiguous in memory.
@@ -77,8 +79,7 @@ Status add_pages(SnapshotImage& image, std::span<const std::uint64_t> pages,
     for (std::uint64_t page : pages) {
         if (page >= guest_pages)
             return make_error(Errc::kInvalidArgument,
-                              "page out of range (expected below {}, found {})", guest_pages,
-                              page);
+                              "page out of range (expected below {}, found {})", guest_pages, page);
         if (page < floor)
             return make_error(Errc::kInvalidArgument,
                               "pages not sorted and unique (expected page {} or above, found {})",
@@ -96,7 +97,8 @@ Status add_pages(SnapshotImage& image, std::span<const std::uint64_t> pages,
 Result<ExecutableInfo> hash_executable(const std::string& path) {
     int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return std::unexpected(make_errno_error(Errc::kIo, errno, "open").error().with_context(path));
+        return std::unexpected(
+            make_errno_error(Errc::kIo, errno, "open").error().with_context(path));
     XXH3_state_t* state = XXH3_createState();
     XXH3_128bits_reset(state);
     std::vector<std::uint8_t> buffer(1 << 20);
@@ -110,7 +112,8 @@ Result<ExecutableInfo> hash_executable(const std::string& path) {
             int err = errno;
             XXH3_freeState(state);
             ::close(fd);
-            return std::unexpected(make_errno_error(Errc::kIo, err, "read").error().with_context(path));
+            return std::unexpected(
+                make_errno_error(Errc::kIo, err, "read").error().with_context(path));
         }
         if (n == 0)
             break;
@@ -125,44 +128,61 @@ Result<ExecutableInfo> hash_executable(const std::string& path) {
 
 Status validate_image(const SnapshotImage& image, const WriteOptions& options) {
     if (image.kind != SnapshotKind::kFull && image.kind != SnapshotKind::kDiff)
-        return make_error(Errc::kInvalidArgument, "unknown snapshot kind (expected 1 or 2, found {})",
-                   static_cast<std::uint32_t>(image.kind));
+        return make_error(Errc::kInvalidArgument,
+                          "unknown snapshot kind (expected 1 or 2, found {})",
+                          static_cast<std::uint32_t>(image.kind));
     if ((image.flags & ~kKnownHeaderFlags) != 0)
-        return make_error(Errc::kInvalidArgument, "unknown header flags (expected bits of {:#x}, found {:#x})", kKnownHeaderFlags,
-                   image.flags);
+        return make_error(Errc::kInvalidArgument,
+                          "unknown header flags (expected bits of {:#x}, found {:#x})",
+                          kKnownHeaderFlags, image.flags);
     if (image.guest_memory_size == 0 || image.guest_memory_size % kPageSize != 0 ||
         image.guest_memory_size > kMaxGuestMemory)
-        return make_error(Errc::kInvalidArgument, "bad guest memory size (expected a non-zero multiple of {} up to {}, found {})",
-                   kPageSize, kMaxGuestMemory, image.guest_memory_size);
+        return make_error(
+            Errc::kInvalidArgument,
+            "bad guest memory size (expected a non-zero multiple of {} up to {}, found {})",
+            kPageSize, kMaxGuestMemory, image.guest_memory_size);
     if (image.kind == SnapshotKind::kDiff && !image.parent)
-        return make_error(Errc::kInvalidArgument, "a diff snapshot needs its parent's hash (expected a parent, found none)");
+        return make_error(
+            Errc::kInvalidArgument,
+            "a diff snapshot needs its parent's hash (expected a parent, found none)");
     if (image.kind == SnapshotKind::kFull && image.parent)
-        return make_error(Errc::kInvalidArgument, "a full snapshot has no parent (expected none, found {})", image.parent->hex());
+        return make_error(Errc::kInvalidArgument,
+                          "a full snapshot has no parent (expected none, found {})",
+                          image.parent->hex());
     if (image.vcpu.regs.size() != kRegsSize)
-        return make_error(Errc::kInvalidArgument, "bad REGS size (expected {}, found {})", kRegsSize, image.vcpu.regs.size());
+        return make_error(Errc::kInvalidArgument, "bad REGS size (expected {}, found {})",
+                          kRegsSize, image.vcpu.regs.size());
     if (image.vcpu.sregs.size() != kSregsSize)
-        return make_error(Errc::kInvalidArgument, "bad SREGS size (expected {}, found {})", kSregsSize, image.vcpu.sregs.size());
+        return make_error(Errc::kInvalidArgument, "bad SREGS size (expected {}, found {})",
+                          kSregsSize, image.vcpu.sregs.size());
     if (!image.vcpu.xcrs.empty() && image.vcpu.xcrs.size() != kXcrsSize)
-        return make_error(Errc::kInvalidArgument, "bad XCRS size (expected {}, found {})", kXcrsSize, image.vcpu.xcrs.size());
+        return make_error(Errc::kInvalidArgument, "bad XCRS size (expected {}, found {})",
+                          kXcrsSize, image.vcpu.xcrs.size());
     if (!image.vcpu.xsave.empty() &&
         (image.vcpu.xsave.size() < kXsaveMinSize || image.vcpu.xsave.size() % 4 != 0))
-        return make_error(Errc::kInvalidArgument, "bad XSAVE size (expected a multiple of 4 of at least {}, found {})",
-                   kXsaveMinSize, image.vcpu.xsave.size());
+        return make_error(Errc::kInvalidArgument,
+                          "bad XSAVE size (expected a multiple of 4 of at least {}, found {})",
+                          kXsaveMinSize, image.vcpu.xsave.size());
     if (image.cpu_features.vendor.size() > 12)
-        return make_error(Errc::kInvalidArgument, "cpu vendor too long (expected at most 12 bytes, found {})",
-                   image.cpu_features.vendor.size());
+        return make_error(Errc::kInvalidArgument,
+                          "cpu vendor too long (expected at most 12 bytes, found {})",
+                          image.cpu_features.vendor.size());
     if (image.executable && image.executable->path.size() > kMaxPathLength)
-        return make_error(Errc::kInvalidArgument, "executable path too long (expected at most {} bytes, found {})",
-                   kMaxPathLength, image.executable->path.size());
+        return make_error(Errc::kInvalidArgument,
+                          "executable path too long (expected at most {} bytes, found {})",
+                          kMaxPathLength, image.executable->path.size());
     std::size_t json_error = 0;
     if (!image.metadata_json.empty() && !is_valid_json(image.metadata_json, &json_error))
-        return make_error(Errc::kInvalidArgument, "metadata is not valid json (error at byte {})", json_error);
+        return make_error(Errc::kInvalidArgument, "metadata is not valid json (error at byte {})",
+                          json_error);
     if (options.encoding != PageEncoding::kRaw && options.encoding != PageEncoding::kZstd)
-        return make_error(Errc::kInvalidArgument, "bad page encoding (expected raw or zstd, found {})",
-                   encoding_name(static_cast<std::uint32_t>(options.encoding)));
+        return make_error(Errc::kInvalidArgument,
+                          "bad page encoding (expected raw or zstd, found {})",
+                          encoding_name(static_cast<std::uint32_t>(options.encoding)));
     if (options.compressed_run_pages == 0 || options.compressed_run_pages > kMaxCompressedRunPages)
-        return make_error(Errc::kInvalidArgument, "bad compressed run length (expected 1 to {} pages, found {})",
-                   kMaxCompressedRunPages, options.compressed_run_pages);
+        return make_error(Errc::kInvalidArgument,
+                          "bad compressed run length (expected 1 to {} pages, found {})",
+                          kMaxCompressedRunPages, options.compressed_run_pages);
 
     const std::uint64_t guest_pages = image.guest_memory_size / kPageSize;
     std::uint64_t floor = 0;
@@ -170,9 +190,11 @@ Status validate_image(const SnapshotImage& image, const WriteOptions& options) {
         const PageRange& r = image.working_set[i];
         if (r.page_count == 0 || r.first_page < floor || r.first_page > guest_pages ||
             r.page_count > guest_pages - r.first_page)
-            return make_error(Errc::kInvalidArgument, "working set range {} not sorted, disjoint and in guest memory (pages {} "
-                       "+{}, guest has {})",
-                       i, r.first_page, r.page_count, guest_pages);
+            return make_error(
+                Errc::kInvalidArgument,
+                "working set range {} not sorted, disjoint and in guest memory (pages {} "
+                "+{}, guest has {})",
+                i, r.first_page, r.page_count, guest_pages);
         floor = r.first_page + r.page_count;
     }
     floor = 0;
@@ -180,19 +202,23 @@ Status validate_image(const SnapshotImage& image, const WriteOptions& options) {
         const MemoryRun& r = image.memory[i];
         if (r.page_count == 0 || r.first_page > guest_pages ||
             r.page_count > guest_pages - r.first_page)
-            return make_error(Errc::kInvalidArgument, "memory run {} outside guest memory (pages {} +{}, guest has {})", i,
-                       r.first_page, r.page_count, guest_pages);
+            return make_error(Errc::kInvalidArgument,
+                              "memory run {} outside guest memory (pages {} +{}, guest has {})", i,
+                              r.first_page, r.page_count, guest_pages);
         if (r.first_page < floor)
-            return make_error(Errc::kInvalidArgument, "memory run {} not sorted or overlapping (expected page {} or above, "
-                       "found {})",
-                       i, floor, r.first_page);
+            return make_error(Errc::kInvalidArgument,
+                              "memory run {} not sorted or overlapping (expected page {} or above, "
+                              "found {})",
+                              i, floor, r.first_page);
         if (r.page_count > 0xffffffffu)
-            return make_error(Errc::kInvalidArgument, "memory run {} too long (expected at most {} pages, found {})", i,
-                       0xffffffffu, r.page_count);
+            return make_error(Errc::kInvalidArgument,
+                              "memory run {} too long (expected at most {} pages, found {})", i,
+                              0xffffffffu, r.page_count);
         const std::uint64_t expect = r.zero ? 0 : r.page_count * kPageSize;
         if (r.data.size() != expect)
-            return make_error(Errc::kInvalidArgument, "memory run {} data size (expected {}, found {})", i, expect,
-                       r.data.size());
+            return make_error(Errc::kInvalidArgument,
+                              "memory run {} data size (expected {}, found {})", i, expect,
+                              r.data.size());
         floor = r.first_page + r.page_count;
     }
     return {};

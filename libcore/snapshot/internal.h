@@ -16,7 +16,9 @@ inline std::uint64_t checksum64(std::span<const std::uint8_t> bytes) {
     return XXH3_64bits(bytes.data(), bytes.size());
 }
 
-inline Hash128 to_hash128(XXH128_hash_t h) { return Hash128{h.low64, h.high64}; }
+inline Hash128 to_hash128(XXH128_hash_t h) {
+    return Hash128{h.low64, h.high64};
+}
 
 // Copies a trivially copyable on-disk record out of (possibly unaligned) bytes.
 template <typename T> T load(std::span<const std::uint8_t> bytes, std::size_t offset = 0) {

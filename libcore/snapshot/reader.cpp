@@ -67,7 +67,16 @@ bool within(std::uint64_t offset, std::uint64_t size, std::uint64_t limit) {
     return offset <= limit && size <= limit - offset;
 }
 
-bool is_known_type(std::uint32_t type) { return type >= 1 && type <= kLastKnownSection; }
+// "page 5" or "pages 5 to 9".
+std::string pages_label(std::uint64_t first, std::uint64_t count) {
+    if (count == 1)
+        return fmt::format("page {}", first);
+    return fmt::format("pages {} to {}", first, first + count - 1);
+}
+
+bool is_known_type(std::uint32_t type) {
+    return type >= 1 && type <= kLastKnownSection;
+}
 
 } // namespace
 
@@ -79,10 +88,12 @@ Result<SnapshotFile> SnapshotFile::open(const std::string& path, const OpenOptio
     auto storage = std::make_unique<Storage>();
     storage->fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (storage->fd < 0)
-        return std::unexpected(make_errno_error(Errc::kIo, errno, "open").error().with_context(path));
+        return std::unexpected(
+            make_errno_error(Errc::kIo, errno, "open").error().with_context(path));
     struct stat st {};
     if (::fstat(storage->fd, &st) != 0)
-        return std::unexpected(make_errno_error(Errc::kIo, errno, "stat").error().with_context(path));
+        return std::unexpected(
+            make_errno_error(Errc::kIo, errno, "stat").error().with_context(path));
     if (!S_ISREG(st.st_mode))
         return std::unexpected(
             Error{Errc::kIo, "not a regular file (expected a snapshot file)", path});
@@ -151,12 +162,12 @@ Status SnapshotFile::validate_header() {
                           hex_bytes(bytes_.first(kMagic.size())));
     header_ = detail::load<FileHeader>(bytes_);
     if (header_.major != kMajorVersion)
-        return make_error(Errc::kFormat,
-                          "unsupported major version (expected {}, found {}.{})", kMajorVersion,
-                          header_.major, header_.minor);
+        return make_error(Errc::kFormat, "unsupported major version (expected {}, found {}.{})",
+                          kMajorVersion, header_.major, header_.minor);
     const std::uint64_t computed = checksum64(bytes_.first(detail::kHeaderChecksummedBytes));
     if (!checksum_matches(header_.header_checksum, computed))
-        return make_error(Errc::kFormat, "header checksum mismatch (stored {:016x}, computed {:016x})",
+        return make_error(Errc::kFormat,
+                          "header checksum mismatch (stored {:016x}, computed {:016x})",
                           header_.header_checksum, computed);
     if (header_.file_size != bytes_.size())
         return make_error(Errc::kFormat,
@@ -166,8 +177,8 @@ Status SnapshotFile::validate_header() {
         return make_error(Errc::kFormat, "bad header size (expected {}, found {})", kHeaderSize,
                           header_.header_size);
     if (header_.page_size != kPageSize)
-        return make_error(Errc::kFormat, "unsupported page size (expected {}, found {})",
-                          kPageSize, header_.page_size);
+        return make_error(Errc::kFormat, "unsupported page size (expected {}, found {})", kPageSize,
+                          header_.page_size);
     if (header_.kind != static_cast<std::uint32_t>(SnapshotKind::kFull) &&
         header_.kind != static_cast<std::uint32_t>(SnapshotKind::kDiff))
         return make_error(Errc::kFormat,
@@ -273,16 +284,15 @@ Status SnapshotFile::validate_section_table() {
         if (ranges[i - 1].end > ranges[i].offset) {
             auto a = ranges[i - 1].index < ranges[i].index ? ranges[i - 1] : ranges[i];
             auto b = ranges[i - 1].index < ranges[i].index ? ranges[i] : ranges[i - 1];
-            return make_error(Errc::kFormat,
-                              "{} overlaps {} (bytes {} to {} and {} to {})",
+            return make_error(Errc::kFormat, "{} overlaps {} (bytes {} to {} and {} to {})",
                               label(b.index), label(a.index), b.offset, b.end, a.offset, a.end);
         }
 
-    for (SectionType required : {SectionType::kRegs, SectionType::kSregs,
-                                 SectionType::kCpuFeatures, SectionType::kPageIndex,
-                                 SectionType::kPageData})
+    for (SectionType required : {SectionType::kRegs, SectionType::kSregs, SectionType::kCpuFeatures,
+                                 SectionType::kPageIndex, SectionType::kPageData})
         if (by_type_[static_cast<std::uint32_t>(required)] < 0)
-            return make_error(Errc::kFormat, "missing required section {} (expected one, found none)",
+            return make_error(Errc::kFormat,
+                              "missing required section {} (expected one, found none)",
                               section_name(static_cast<std::uint32_t>(required)));
     const bool has_parent = by_type_[static_cast<std::uint32_t>(SectionType::kParent)] >= 0;
     if (kind() == SnapshotKind::kDiff && !has_parent)
@@ -318,7 +328,8 @@ Status SnapshotFile::validate_sections(const OpenOptions& options) {
             continue;
         const std::uint64_t computed = checksum64(bytes_.subspan(s.offset, s.size));
         if (!checksum_matches(s.checksum, computed))
-            return make_error(Errc::kFormat, "{} checksum mismatch (stored {:016x}, computed {:016x})",
+            return make_error(Errc::kFormat,
+                              "{} checksum mismatch (stored {:016x}, computed {:016x})",
                               section_label(s), s.checksum, computed);
     }
 
@@ -458,7 +469,8 @@ Status SnapshotFile::validate_sections(const OpenOptions& options) {
 // Step 12: the page index, run by run.
 Status SnapshotFile::validate_page_index(const OpenOptions& options) {
     const auto index = span_of(SectionType::kPageIndex);
-    const SectionInfo& data = sections_[by_type_[static_cast<std::uint32_t>(SectionType::kPageData)]];
+    const SectionInfo& data =
+        sections_[by_type_[static_cast<std::uint32_t>(SectionType::kPageData)]];
     const std::uint64_t data_end = data.offset + data.size;
     const std::uint64_t pages = guest_pages();
     const std::size_t count = index.size() / sizeof(PageRunEntry);
@@ -471,19 +483,17 @@ Status SnapshotFile::validate_page_index(const OpenOptions& options) {
                               "page run {} is empty (expected at least 1 page, found 0)", i);
         if (!within(e.first_page, e.page_count, pages))
             return make_error(Errc::kFormat,
-                              "page run {} out of guest memory (expected pages below {}, found "
-                              "pages {} to {})",
-                              i, pages, e.first_page, e.first_page + e.page_count - 1);
+                              "page run {} out of guest memory (expected pages below {}, found {})",
+                              i, pages, pages_label(e.first_page, e.page_count));
         if (i > 0 && e.first_page < prev_first)
             return make_error(Errc::kFormat,
                               "page index not sorted (expected run {} to start at page {} or "
                               "above, found {})",
                               i, prev_end, e.first_page);
         if (i > 0 && e.first_page < prev_end)
-            return make_error(Errc::kFormat,
-                              "overlapping pages (run {} starts at page {}, run {} ends at page "
-                              "{})",
-                              i, e.first_page, i - 1, prev_end - 1);
+            return make_error(
+                Errc::kFormat, "overlapping pages (run {} covers {}, run {} starts at page {})",
+                i - 1, pages_label(prev_first, prev_end - prev_first), i, e.first_page);
         prev_first = e.first_page;
         prev_end = e.first_page + e.page_count;
         const std::uint64_t bytes = std::uint64_t{e.page_count} * kPageSize;
@@ -497,8 +507,8 @@ Status SnapshotFile::validate_page_index(const OpenOptions& options) {
             break;
         case PageEncoding::kRaw:
             if (e.stored_size != bytes)
-                return make_error(Errc::kFormat, "raw page run {} size (expected {}, found {})",
-                                  i, bytes, e.stored_size);
+                return make_error(Errc::kFormat, "raw page run {} size (expected {}, found {})", i,
+                                  bytes, e.stored_size);
             if (e.file_offset % kPageSize != 0)
                 return make_error(Errc::kFormat,
                                   "raw page run {} not page-aligned (expected a multiple of {}, "
@@ -534,7 +544,7 @@ Status SnapshotFile::validate_page_index(const OpenOptions& options) {
                                   i, prev_data_end, e.file_offset);
             prev_data_end = e.file_offset + e.stored_size;
         }
-        PageRun run{e.first_page, e.page_count, static_cast<PageEncoding>(e.encoding),
+        PageRun run{e.first_page,  e.page_count,  static_cast<PageEncoding>(e.encoding),
                     e.file_offset, e.stored_size, e.checksum};
         if (run.encoding == PageEncoding::kZstd && options.data_check != DataCheck::kNone) {
             auto frame = stored_bytes(run);
@@ -544,8 +554,8 @@ Status SnapshotFile::validate_page_index(const OpenOptions& options) {
                                     : size == ZSTD_CONTENTSIZE_ERROR ? "not a zstd frame"
                                                                      : fmt::format("{}", size);
                 return make_error(Errc::kFormat,
-                                  "zstd page run {} content size (expected {}, found {})", i,
-                                  bytes, found);
+                                  "zstd page run {} content size (expected {}, found {})", i, bytes,
+                                  found);
             }
         }
         runs_.push_back(run);
@@ -555,10 +565,18 @@ Status SnapshotFile::validate_page_index(const OpenOptions& options) {
     return {};
 }
 
-std::span<const std::uint8_t> SnapshotFile::regs() const { return span_of(SectionType::kRegs); }
-std::span<const std::uint8_t> SnapshotFile::sregs() const { return span_of(SectionType::kSregs); }
-std::span<const std::uint8_t> SnapshotFile::xsave() const { return span_of(SectionType::kXsave); }
-std::span<const std::uint8_t> SnapshotFile::xcrs() const { return span_of(SectionType::kXcrs); }
+std::span<const std::uint8_t> SnapshotFile::regs() const {
+    return span_of(SectionType::kRegs);
+}
+std::span<const std::uint8_t> SnapshotFile::sregs() const {
+    return span_of(SectionType::kSregs);
+}
+std::span<const std::uint8_t> SnapshotFile::xsave() const {
+    return span_of(SectionType::kXsave);
+}
+std::span<const std::uint8_t> SnapshotFile::xcrs() const {
+    return span_of(SectionType::kXcrs);
+}
 std::span<const std::uint8_t> SnapshotFile::monitor_state() const {
     return span_of(SectionType::kMonitorState);
 }
@@ -580,9 +598,15 @@ MemoryStats SnapshotFile::memory_stats() const {
     for (const PageRun& r : runs_) {
         ++m.runs;
         switch (r.encoding) {
-        case PageEncoding::kRaw: ++m.raw_runs; break;
-        case PageEncoding::kZstd: ++m.zstd_runs; break;
-        case PageEncoding::kZero: ++m.zero_runs; break;
+        case PageEncoding::kRaw:
+            ++m.raw_runs;
+            break;
+        case PageEncoding::kZstd:
+            ++m.zstd_runs;
+            break;
+        case PageEncoding::kZero:
+            ++m.zero_runs;
+            break;
         }
         if (r.encoding == PageEncoding::kZero) {
             m.zero_pages += r.page_count;
@@ -601,9 +625,10 @@ std::span<const std::uint8_t> SnapshotFile::stored_bytes(const PageRun& run) con
 
 Status SnapshotFile::read_run(const PageRun& run, std::span<std::uint8_t> out) const {
     if (out.size() != run.bytes())
-        return make_error(Errc::kInvalidArgument,
-                          "buffer for page run at page {} has the wrong size (expected {}, found {})",
-                          run.first_page, run.bytes(), out.size());
+        return make_error(
+            Errc::kInvalidArgument,
+            "buffer for page run at page {} has the wrong size (expected {}, found {})",
+            run.first_page, run.bytes(), out.size());
     if (run.encoding == PageEncoding::kZero) {
         std::memset(out.data(), 0, out.size());
         return {};
@@ -612,23 +637,19 @@ Status SnapshotFile::read_run(const PageRun& run, std::span<std::uint8_t> out) c
     const std::uint64_t computed = checksum64(stored);
     if (!checksum_matches(run.checksum, computed))
         return make_error(Errc::kFormat,
-                          "page run at pages {} to {} checksum mismatch (stored {:016x}, computed "
-                          "{:016x})",
-                          run.first_page, run.first_page + run.page_count - 1, run.checksum,
-                          computed);
+                          "page run at {} checksum mismatch (stored {:016x}, computed {:016x})",
+                          pages_label(run.first_page, run.page_count), run.checksum, computed);
     if (run.encoding == PageEncoding::kRaw) {
         std::memcpy(out.data(), stored.data(), stored.size());
         return {};
     }
     const std::size_t n = ZSTD_decompress(out.data(), out.size(), stored.data(), stored.size());
     if (ZSTD_isError(n))
-        return make_error(Errc::kFormat, "page run at pages {} to {} does not decompress: {}",
-                          run.first_page, run.first_page + run.page_count - 1,
-                          ZSTD_getErrorName(n));
+        return make_error(Errc::kFormat, "page run at {} does not decompress: {}",
+                          pages_label(run.first_page, run.page_count), ZSTD_getErrorName(n));
     if (n != out.size())
-        return make_error(Errc::kFormat,
-                          "page run at pages {} to {} decompressed size (expected {}, found {})",
-                          run.first_page, run.first_page + run.page_count - 1, out.size(), n);
+        return make_error(Errc::kFormat, "page run at {} decompressed size (expected {}, found {})",
+                          pages_label(run.first_page, run.page_count), out.size(), n);
     return {};
 }
 
@@ -641,10 +662,10 @@ Status SnapshotFile::verify_page_data() const {
             const std::uint64_t computed = checksum64(stored_bytes(run));
             if (!checksum_matches(run.checksum, computed))
                 return make_error(Errc::kFormat,
-                                  "page run at pages {} to {} checksum mismatch (stored {:016x}, "
-                                  "computed {:016x})",
-                                  run.first_page, run.first_page + run.page_count - 1,
-                                  run.checksum, computed);
+                                  "page run at {} checksum mismatch (stored {:016x}, computed "
+                                  "{:016x})",
+                                  pages_label(run.first_page, run.page_count), run.checksum,
+                                  computed);
             continue;
         }
         scratch.resize(run.bytes());

@@ -118,8 +118,8 @@ std::vector<std::uint8_t> encode_cpu_features(const CpuFeatures& f) {
     h.xcr0 = f.xcr0;
     append_record(out, h);
     for (const CpuidWord& w : f.words)
-        append_record(out, CpuidWordEntry{w.leaf, w.subleaf, static_cast<std::uint32_t>(w.reg),
-                                          w.bits});
+        append_record(out,
+                      CpuidWordEntry{w.leaf, w.subleaf, static_cast<std::uint32_t>(w.reg), w.bits});
     return out;
 }
 
@@ -226,8 +226,11 @@ class Writer {
 
     void add_run(std::uint64_t first_page, std::uint64_t count, PageEncoding encoding,
                  std::uint64_t offset, std::span<const std::uint8_t> stored) {
-        PageRunEntry e{first_page, static_cast<std::uint32_t>(count),
-                       static_cast<std::uint32_t>(encoding), offset, stored.size(),
+        PageRunEntry e{first_page,
+                       static_cast<std::uint32_t>(count),
+                       static_cast<std::uint32_t>(encoding),
+                       offset,
+                       stored.size(),
                        encoding == PageEncoding::kZero ? 0 : checksum64(stored)};
         append_record(index_, e);
         ++summary_.runs;
@@ -346,9 +349,8 @@ class Writer {
 
 } // namespace
 
-Result<std::vector<std::uint8_t>> serialize_snapshot(const SnapshotImage& image,
-                                                     const WriteOptions& options,
-                                                     WriteSummary* summary) {
+Result<std::vector<std::uint8_t>>
+serialize_snapshot(const SnapshotImage& image, const WriteOptions& options, WriteSummary* summary) {
     std::vector<std::uint8_t> out;
     MemorySink sink(out);
     auto result = Writer(sink, image, options).run();
@@ -373,8 +375,8 @@ Result<WriteSummary> write_snapshot(const std::string& path, const SnapshotImage
 
     int fd = ::mkostemp(tmp.data(), O_CLOEXEC);
     if (fd < 0)
-        return fail(make_errno_error(Errc::kIo, errno, "create temporary file in " + dir.string())
-                        .error());
+        return fail(
+            make_errno_error(Errc::kIo, errno, "create temporary file in " + dir.string()).error());
     auto abandon = [&](Error e) {
         ::close(fd);
         ::unlink(tmp.c_str());

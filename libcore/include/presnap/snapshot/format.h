@@ -49,19 +49,19 @@ inline constexpr std::uint32_t kFlagDeterministic = 1u << 0; // fixed clock and 
 inline constexpr std::uint32_t kKnownHeaderFlags = kFlagDeterministic;
 
 enum class SectionType : std::uint32_t {
-    kRegs = 1,          // struct kvm_regs
-    kSregs = 2,         // struct kvm_sregs
-    kXsave = 3,         // struct kvm_xsave (KVM_GET_XSAVE or KVM_GET_XSAVE2 size)
-    kXcrs = 4,          // struct kvm_xcrs
-    kMsrs = 5,          // MsrEntry[]
-    kMonitorState = 6,  // opaque, versioned by the monitor
-    kCpuFeatures = 7,   // CpuFeaturesHeader + CpuidWordEntry[]
-    kParent = 8,        // ParentSection (diff snapshots only)
-    kExecutable = 9,    // ExecutableHeader + path bytes
-    kMetadata = 10,     // JSON text, UTF-8, one object
-    kWorkingSet = 11,   // PageRangeEntry[], sorted, disjoint
-    kPageIndex = 12,    // PageRunEntry[], sorted, disjoint
-    kPageData = 13,     // run data addressed by the page index
+    kRegs = 1,         // struct kvm_regs
+    kSregs = 2,        // struct kvm_sregs
+    kXsave = 3,        // struct kvm_xsave (KVM_GET_XSAVE or KVM_GET_XSAVE2 size)
+    kXcrs = 4,         // struct kvm_xcrs
+    kMsrs = 5,         // MsrEntry[]
+    kMonitorState = 6, // opaque, versioned by the monitor
+    kCpuFeatures = 7,  // CpuFeaturesHeader + CpuidWordEntry[]
+    kParent = 8,       // ParentSection (diff snapshots only)
+    kExecutable = 9,   // ExecutableHeader + path bytes
+    kMetadata = 10,    // JSON text, UTF-8, one object
+    kWorkingSet = 11,  // PageRangeEntry[], sorted, disjoint
+    kPageIndex = 12,   // PageRunEntry[], sorted, disjoint
+    kPageData = 13,    // run data addressed by the page index
 };
 inline constexpr std::uint32_t kLastKnownSection = 13;
 

@@ -114,10 +114,10 @@ struct WriteSummary {
     std::uint64_t file_size = 0;
     Hash128 content_hash; // what a diff made on top of this file records as its parent
     std::uint64_t runs = 0;
-    std::uint64_t pages_stored = 0;  // pages with data
-    std::uint64_t zero_pages = 0;    // pages in zero runs
-    std::uint64_t raw_bytes = 0;     // pages_stored * kPageSize
-    std::uint64_t stored_bytes = 0;  // bytes of page data in the file
+    std::uint64_t pages_stored = 0; // pages with data
+    std::uint64_t zero_pages = 0;   // pages in zero runs
+    std::uint64_t raw_bytes = 0;    // pages_stored * kPageSize
+    std::uint64_t stored_bytes = 0; // bytes of page data in the file
 };
 
 // Checks the image for what the format forbids (kInvalidArgument).
