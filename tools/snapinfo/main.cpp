@@ -41,9 +41,10 @@ int main(int argc, char** argv) {
     std::string file;
     std::string parent;
     bool json = false, check_host = false, runs = false, quiet = false, version = false;
-    app.add_option("FILE", file, "snapshot file to describe")->required();
+    app.add_option("FILE", file, "snapshot file to describe")->required()->type_name("");
     app.add_flag("--json", json, "print one JSON object instead of text");
-    app.add_option("--parent", parent, "check that FILE is a diff made on top of PARENT");
+    app.add_option("--parent", parent, "check that FILE is a diff made on top of PARENT")
+        ->type_name("PARENT");
     app.add_flag("--check-host", check_host,
                  "check that this host has the CPU features FILE relies on");
     app.add_flag("-v,--runs", runs, "also list every page run and MSR");
