@@ -1,0 +1,167 @@
+// Evidence: execution history and LLVM profiles on top of the static
+// estimate (docs/analysis.md, "Evidence").
+#include <cerrno>
+#include <fstream>
+#include <sstream>
+
+#include <llvm/ProfileData/InstrProf.h>
+#include <llvm/ProfileData/InstrProfReader.h>
+#include <llvm/Support/FileSystem.h>
+
+#include "internal.h"
+#include "presnap/analysis/hash.h"
+#include "presnap/analysis/history.h"
+
+namespace presnap::analysis::detail {
+
+namespace {
+
+Result<std::string> slurp(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in)
+        return std::unexpected(
+            make_errno_error(Errc::kIo, errno, "cannot read").error().with_context(path));
+    std::ostringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+
+// Posterior mean of a Beta(S*w0, S*(1-w0)) prior after k of n requests.
+double posterior(double w0, double k, double n, double strength) {
+    return (k + strength * w0) / (n + strength);
+}
+
+} // namespace
+
+Status apply_history(Context& cx, const AnalyzeOptions& o, AnalyzeReport& rep) {
+    auto text = slurp(*o.history);
+    if (!text)
+        return std::unexpected(text.error());
+    auto h = parse_history(*text, *o.history, o.strict);
+    if (!h)
+        return std::unexpected(h.error());
+    rep.history_skipped = h->skipped;
+    rep.history_problems = h->problems;
+    rep.history_requests = h->requests.size();
+
+    std::map<uint64_t, std::vector<SegInfo*>> by_id, by_sid;
+    for (auto& si : cx.segs) {
+        by_id[si.seg.id].push_back(&si);
+        by_sid[si.seg.sid].push_back(&si);
+    }
+    std::map<uint64_t, uint64_t> declared; // history id -> sid
+    for (auto& d : h->segments)
+        declared[d.id] = d.sid;
+
+    // Which of our segments the history could have seen at all: a segment
+    // of a function the traced program did not have is not evidence of
+    // absence.
+    std::set<SegInfo*> observable;
+    if (declared.empty()) {
+        for (auto& si : cx.segs)
+            observable.insert(&si);
+    } else {
+        for (auto& [id, sid] : declared) {
+            for (auto* si : by_id[id])
+                observable.insert(si);
+            for (auto* si : by_sid[sid])
+                observable.insert(si);
+        }
+    }
+    std::map<SegInfo*, double> k;
+    std::set<SegInfo*> by_sid_matched;
+    for (auto& r : h->requests) {
+        std::set<SegInfo*> ran;
+        for (uint64_t id : r.segments) {
+            if (auto it = by_id.find(id); it != by_id.end()) {
+                ran.insert(it->second.begin(), it->second.end());
+                continue;
+            }
+            auto d = declared.find(id);
+            auto s = d == declared.end() ? by_sid.end() : by_sid.find(d->second);
+            if (s == by_sid.end()) {
+                rep.history_unknown++;
+                continue;
+            }
+            ran.insert(s->second.begin(), s->second.end());
+            by_sid_matched.insert(s->second.begin(), s->second.end());
+        }
+        for (auto* si : ran) {
+            k[si] += 1;
+            observable.insert(si);
+        }
+    }
+    rep.history_matched_by_sid = by_sid_matched.size();
+    const double n = static_cast<double>(h->requests.size());
+    if (n == 0)
+        return {};
+    for (auto* si : observable) {
+        Segment& s = si->seg;
+        double w0 = s.weight;
+        double w = posterior(w0, k[si], n, o.prior_strength);
+        s.count = w0 > 1e-12 ? s.count * w / w0 : w;
+        s.weight = w;
+        s.evidence =
+            fmt::format("history:{}/{}", static_cast<uint64_t>(k[si]), static_cast<uint64_t>(n));
+    }
+    return {};
+}
+
+Status apply_profile(Context& cx, const AnalyzeOptions& o, AnalyzeReport& rep) {
+    const std::string& path = *o.profile;
+    if (!llvm::sys::fs::exists(path))
+        return std::unexpected(Error{Errc::kIo, "cannot read: no such file or directory", path});
+    auto rd = llvm::IndexedInstrProfReader::create(path);
+    if (!rd) {
+        std::string msg = llvm::toString(rd.takeError());
+        return std::unexpected(Error{Errc::kFormat,
+                                     "not an indexed profile (expected .profdata from "
+                                     "llvm-profdata merge, found " +
+                                         msg + ")",
+                                     path});
+    }
+    // Entry counts by profile name; local functions are "file:name", so
+    // also index by the bare name where that is unambiguous.
+    std::map<std::string, double> entry, bare;
+    for (const auto& rec : **rd) {
+        if (rec.Counts.empty())
+            continue;
+        std::string name = rec.Name.str();
+        entry[name] += static_cast<double>(rec.Counts[0]);
+        std::string b = name.substr(name.rfind(':') == std::string::npos ? 0 : name.rfind(':') + 1);
+        bare[b] += static_cast<double>(rec.Counts[0]);
+    }
+    if ((*rd)->hasError())
+        return std::unexpected(
+            Error{Errc::kFormat, "corrupt profile: " + llvm::toString((*rd)->getError()), path});
+    const double n = o.profile_requests;
+    for (auto& fi : cx.fns) {
+        double c;
+        if (auto it = entry.find(llvm::getPGOFuncName(*fi->f)); it != entry.end())
+            c = it->second;
+        else if (auto b = bare.find(fi->f->getName().str()); b != bare.end())
+            c = b->second;
+        else
+            continue;
+        rep.profile_functions++;
+        // Entries bound the number of requests that ran the function: the
+        // profile cannot say whether 10 entries were 10 requests or one.
+        double w0 = fi->prob;
+        double w = posterior(w0, std::min(n, c), n, o.prior_strength);
+        fi->calls_per_request = c / n;
+        fi->prob = w;
+        compute_blocks(*fi);
+        fill_segment_values(cx, fi.get());
+        for (auto& si : cx.segs)
+            if (si.fn == fi.get())
+                si.seg.evidence = fmt::format("profile:{}", static_cast<uint64_t>(c));
+    }
+    if (rep.profile_functions == 0)
+        return std::unexpected(Error{Errc::kInvalidArgument,
+                                     "profile does not match the bitcode (expected counts for "
+                                     "its functions, found none)",
+                                     path});
+    return {};
+}
+
+} // namespace presnap::analysis::detail

@@ -1,0 +1,156 @@
+// Private to libcore/analysis: the LLVM-side data the analysis phases share.
+// Order of the phases (analyze.cpp): load -> normalise -> segments ->
+// effects -> lazy guards -> estimate -> tokens -> addresses -> evidence.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <llvm/ADT/DenseMap.h>
+#include <llvm/ADT/DenseSet.h>
+#include <llvm/Analysis/BlockFrequencyInfo.h>
+#include <llvm/Analysis/BranchProbabilityInfo.h>
+#include <llvm/Analysis/LoopInfo.h>
+#include <llvm/Analysis/PostDominators.h>
+#include <llvm/IR/Dominators.h>
+#include <llvm/IR/Function.h>
+#include <llvm/IR/LLVMContext.h>
+#include <llvm/IR/Module.h>
+
+#include "presnap/analysis/analyze.h"
+#include "presnap/analysis/pmap.h"
+#include "presnap/error.h"
+
+namespace presnap::analysis::detail {
+
+struct FnInfo;
+
+// A call from one block to a defined function. Indirect calls are spread
+// over the address-taken functions of the same type (share = 1/N).
+struct CallEdge {
+    llvm::BasicBlock* block = nullptr;
+    llvm::CallBase* call = nullptr;
+    FnInfo* callee = nullptr;
+    double share = 1;
+    bool direct = true;
+};
+
+// A lazy-initialisation guard: `if (!g) { ... g = ...; }`.
+struct LazyGuard {
+    llvm::BasicBlock* block = nullptr; // ends in the conditional branch
+    llvm::BasicBlock* arm = nullptr;   // the successor taken while g is still zero
+    const llvm::GlobalVariable* global = nullptr;
+};
+
+struct FnInfo {
+    llvm::Function* f = nullptr;
+    llvm::DominatorTree* dt = nullptr;
+    llvm::PostDominatorTree* pdt = nullptr;
+    llvm::LoopInfo* li = nullptr;
+    llvm::BlockFrequencyInfo* bfi = nullptr;
+    llvm::BranchProbabilityInfo* bpi = nullptr;
+
+    uint64_t shash = 0;
+    std::string display; // readable name used in segment names
+    std::string file;    // basename of the source file, "" without debug info
+
+    std::vector<CallEdge> calls; // outgoing edges to defined functions
+
+    // Effects (effects.cpp). direct_* are this function's own instructions.
+    llvm::DenseMap<const llvm::BasicBlock*, unsigned> block_effects;
+    unsigned effects = 0;                               // transitive Effect bits
+    llvm::DenseSet<const llvm::GlobalVariable*> writes; // globals stored to, transitive
+    uint64_t writes_arg = 0;                            // bit i: writes through pointer parameter i
+    uint64_t heap_into_arg = 0; // bit i: stores a heap pointer through parameter i
+    bool returns_alloc = false; // returns freshly allocated memory
+    bool reads_input = false;   // reads stdin (transitive)
+    std::vector<LazyGuard> guards;
+
+    // Estimate (estimate.cpp), per request.
+    double calls_per_request = 0; // expected invocations
+    double prob = 0;              // probability of at least one invocation
+    llvm::Loop* request_loop = nullptr;
+    llvm::DenseMap<const llvm::BasicBlock*, double> count, weight;
+
+    // Route tokens (tokens.cpp), as indices into Context::token_text.
+    llvm::DenseMap<const llvm::BasicBlock*, std::set<unsigned>> block_tokens;
+    std::set<unsigned> fn_tokens;
+
+    // Addresses (addresses.cpp).
+    AddressStatus addr_status = AddressStatus::kNone;
+    std::vector<AddressRange> ranges; // out-of-line symbol plus inlined copies
+};
+
+struct SegInfo {
+    Segment seg;
+    FnInfo* fn = nullptr;
+    llvm::BasicBlock* block = nullptr; // loop header, branch block or switch block
+    llvm::BasicBlock* arm = nullptr;   // br: the successor the segment stands for
+    llvm::Loop* loop = nullptr;
+    std::vector<llvm::BasicBlock*> region; // blocks whose code is the segment (not fn)
+};
+
+struct Context {
+    llvm::Module* module = nullptr;
+    std::vector<std::unique_ptr<FnInfo>> fns; // module order: deterministic
+    llvm::DenseMap<const llvm::Function*, FnInfo*> by_fn;
+    std::vector<FnInfo*> entries;
+    std::vector<SegInfo> segs;
+    std::vector<std::string> token_text;
+    std::map<std::string, unsigned> token_index;
+    std::vector<std::string> notes;
+
+    unsigned token(const std::string& t) {
+        auto [it, fresh] = token_index.emplace(t, static_cast<unsigned>(token_text.size()));
+        if (fresh)
+            token_text.push_back(t);
+        return it->second;
+    }
+};
+
+// A function whose code is not the program's: a declaration, or an
+// available_externally copy of a library's inline (glibc's getline at -O1).
+inline bool is_library(const llvm::Function& f) {
+    return f.isDeclaration() || f.hasAvailableExternallyLinkage();
+}
+
+// module.cpp
+Result<std::unique_ptr<llvm::Module>> load_and_link(const std::vector<std::string>& inputs,
+                                                    llvm::LLVMContext& ctx);
+void normalise(llvm::Module& m);
+
+// segments.cpp
+uint64_t structural_hash(const llvm::Function& f);
+void build_call_edges(Context& cx);
+void discover_segments(Context& cx);
+std::vector<llvm::BasicBlock*> arm_region(FnInfo& fi, llvm::BasicBlock* from,
+                                          llvm::BasicBlock* arm);
+// Tarjan SCCs over Context::fns via CallEdge, callees first.
+std::vector<std::vector<FnInfo*>> call_sccs(Context& cx);
+
+// effects.cpp
+void compute_effects(Context& cx);
+void find_lazy_guards(Context& cx);
+unsigned region_effects(const FnInfo& fi, const std::vector<llvm::BasicBlock*>& region);
+
+// estimate.cpp
+Status choose_entries(Context& cx, const std::vector<std::string>& extra);
+void estimate(Context& cx);
+void compute_blocks(FnInfo& fi);
+// Segment weight and count from the block estimates (all, or one function's).
+void fill_segment_values(Context& cx, const FnInfo* only = nullptr);
+
+// tokens.cpp
+void find_tokens(Context& cx);
+
+// addresses.cpp
+Result<AddressSummary> resolve_addresses(Context& cx, const std::string& elf_path);
+
+// evidence.cpp
+Status apply_history(Context& cx, const AnalyzeOptions& o, AnalyzeReport& rep);
+Status apply_profile(Context& cx, const AnalyzeOptions& o, AnalyzeReport& rep);
+
+} // namespace presnap::analysis::detail

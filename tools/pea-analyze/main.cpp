@@ -1,0 +1,186 @@
+// pea-analyze: LLVM bitcode (+ executable, history, profile) to a probability
+// map. Parses options, calls presnap::analysis::analyze, reports. The
+// options and exit codes are documented in man/pea-analyze.1.
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include "presnap/analysis/analyze.h"
+#include "presnap/analysis/pmap.h"
+
+namespace {
+
+constexpr int kExitOk = 0;
+constexpr int kExitInput = 1;  // an input is unreadable, invalid or does not match
+constexpr int kExitUsage = 2;  // bad command line
+constexpr int kExitOutput = 3; // the output could not be written
+
+void error(const std::string& what) {
+    fmt::print(stderr, "pea-analyze: error: {}\n", what);
+}
+void warning(const std::string& what) {
+    fmt::print(stderr, "pea-analyze: warning: {}\n", what);
+}
+void note(const std::string& what) {
+    fmt::print(stderr, "pea-analyze: note: {}\n", what);
+}
+
+// Writes to a temporary name in the same directory, flushes, renames: a
+// crash never leaves a half-written map under the final name.
+bool write_atomically(const std::string& path, const std::string& data, std::string& why) {
+    if (path == "-") {
+        if (std::fwrite(data.data(), 1, data.size(), stdout) != data.size() ||
+            std::fflush(stdout) != 0) {
+            why = std::strerror(errno);
+            return false;
+        }
+        return true;
+    }
+    std::string tmp = fmt::format("{}.tmp.{}", path, getpid());
+    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        why = std::strerror(errno);
+        return false;
+    }
+    size_t off = 0;
+    while (off < data.size()) {
+        ssize_t n = ::write(fd, data.data() + off, data.size() - off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            why = std::strerror(errno);
+            ::close(fd);
+            ::unlink(tmp.c_str());
+            return false;
+        }
+        off += static_cast<size_t>(n);
+    }
+    if (::fsync(fd) != 0 || ::close(fd) != 0 || ::rename(tmp.c_str(), path.c_str()) != 0) {
+        why = std::strerror(errno);
+        ::unlink(tmp.c_str());
+        return false;
+    }
+    return true;
+}
+
+std::string hint_for(const presnap::Error& e) {
+    if (e.message.find("not valid LLVM IR") != std::string::npos)
+        return "make analysis bitcode with: clang-14 -O1 -Xclang -disable-llvm-passes -g "
+               "-emit-llvm -c FILE.c";
+    if (e.message.find("does not match the bitcode") != std::string::npos &&
+        e.message.find("profile") == std::string::npos)
+        return "--elf takes the executable built with -g from the same sources as the bitcode";
+    if (e.message.find("no DWARF") != std::string::npos)
+        return "rebuild the executable with -g";
+    if (e.context.find(':') != std::string::npos &&
+        e.message.find("history") == std::string::npos && e.code == presnap::Errc::kFormat)
+        return "without --strict, malformed history lines are skipped and counted";
+    return "";
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+    presnap::analysis::AnalyzeOptions o;
+    std::string output = "-";
+    bool json = false, quiet = false, verbose = false;
+    std::string elf, history, profile;
+    std::vector<std::string> entries;
+
+    CLI::App app{"pea-analyze: LLVM static analysis and execution history into a probability map "
+                 "(presnap-pmap(5))",
+                 "pea-analyze"};
+    app.set_version_flag("--version", "pea-analyze " PRESNAP_VERSION);
+    app.add_option("INPUT", o.inputs, "LLVM 14 bitcode or textual IR files, linked into one module")
+        ->required()
+        ->type_name("FILE");
+    app.add_option("-o,--output", output, "write the map to FILE (default: -, stdout)")
+        ->type_name("FILE");
+    app.add_flag("--json", json, "write the JSON form instead of the text form");
+    app.add_option("--elf", elf, "resolve segments to addresses in PROGRAM (built with -g)")
+        ->type_name("PROGRAM");
+    app.add_option("--entry", entries, "another entry point besides main (repeatable)")
+        ->type_name("NAME");
+    app.add_option("--history", history, "execution history (presnap-history(5)) to learn from")
+        ->type_name("FILE");
+    app.add_flag("--strict", o.strict, "fail on the first malformed history line");
+    app.add_option("--profile", profile, "LLVM instrumented profile (.profdata)")
+        ->type_name("FILE");
+    app.add_option("--profile-requests", o.profile_requests,
+                   "number of requests the profiled run served (default: 1)")
+        ->type_name("N")
+        ->check(CLI::PositiveNumber);
+    app.add_option("--prior-strength", o.prior_strength,
+                   "weight of the static estimate, in requests (default: 10)")
+        ->type_name("S")
+        ->check(CLI::PositiveNumber);
+    app.add_flag("-q,--quiet", quiet, "print errors only");
+    app.add_flag("-v,--verbose", verbose, "print a summary and notes to stderr");
+
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::CallForHelp& e) {
+        return app.exit(e);
+    } catch (const CLI::CallForVersion& e) {
+        return app.exit(e);
+    } catch (const CLI::ParseError& e) {
+        std::string msg = e.what();
+        if (!msg.empty())
+            msg[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(msg[0])));
+        while (!msg.empty() && (msg.back() == '.' || msg.back() == '\n'))
+            msg.pop_back();
+        error(msg);
+        note("run 'pea-analyze --help' for the options");
+        return kExitUsage;
+    }
+    if (!elf.empty())
+        o.elf = elf;
+    if (!history.empty())
+        o.history = history;
+    if (!profile.empty())
+        o.profile = profile;
+    o.entries = entries;
+
+    auto rep = presnap::analysis::analyze(o);
+    if (!rep) {
+        error(rep.error().describe());
+        if (std::string h = hint_for(rep.error()); !h.empty())
+            note(h);
+        return kExitInput;
+    }
+    if (rep->history_skipped && !quiet) {
+        warning(fmt::format("{}: skipped {} malformed lines", history, rep->history_skipped));
+        note(fmt::format("first: {}; use --strict to fail instead",
+                         rep->history_problems.front().describe()));
+    }
+    if (verbose) {
+        const auto& m = rep->map;
+        note(fmt::format("{} functions, {} segments, evidence {}", rep->functions,
+                         m.segments.size(), m.evidence));
+        if (o.history)
+            note(fmt::format("history: {} requests, {} matched by structural id, {} unknown "
+                             "segment references",
+                             rep->history_requests, rep->history_matched_by_sid,
+                             rep->history_unknown));
+        if (o.profile)
+            note(fmt::format("profile: counts for {} functions", rep->profile_functions));
+    }
+    if (!quiet)
+        for (const auto& n : rep->notes)
+            note(n);
+    std::string text = json ? presnap::analysis::format_pmap_json(rep->map)
+                            : presnap::analysis::format_pmap_text(rep->map);
+    std::string why;
+    if (!write_atomically(output, text, why)) {
+        error(fmt::format("{}: cannot write: {}", output, why));
+        return kExitOutput;
+    }
+    return kExitOk;
+}
