@@ -4,6 +4,13 @@
 // data: sections, the vCPU blobs, the page runs. The monitor restores memory
 // run by run: a raw run is mmap'ed MAP_PRIVATE from fd() at file_offset
 // straight into guest memory; a zstd run is decompressed with read_run().
+// A file may mix raw, zstd and zero runs: handle each run by its encoding.
+//
+// A SnapshotFile is immutable after open(): its const methods may be called
+// from several threads. It maps the whole file read-only; files are replaced
+// by rename, never rewritten in place, so the mapping stays valid.
+// XXX: a file truncated in place by someone else while open would raise
+// SIGBUS on access; presnap's writers never do that.
 #pragma once
 
 #include <cstdint>
