@@ -213,3 +213,64 @@ TEST_CASE("add_pages turns a dirty list into runs and keeps zero pages only when
     REQUIRE_FALSE(s.has_value());
     CHECK(s.error().message == "pages not sorted and unique (expected page 4 or above, found 2)");
 }
+
+TEST_CASE("random memories and dirty sets round trip, full and diff, raw and zstd") {
+    std::uint64_t x = 0x9e3779b97f4a7c15ull;
+    auto next = [&] {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        return x;
+    };
+    for (int seed = 0; seed < 40; ++seed) {
+        CAPTURE(seed);
+        const std::uint64_t pages = 1 + next() % 96;
+        std::vector<std::uint8_t> base(pages * kPageSize, 0);
+        for (std::uint64_t p = 0; p < pages; ++p)
+            if (next() % 3 == 0)
+                sample::fill_page(base.data() + p * kPageSize, static_cast<std::uint32_t>(next()));
+        std::vector<std::uint8_t> after = base;
+        std::vector<std::uint64_t> dirty;
+        for (std::uint64_t p = 0; p < pages; ++p) {
+            const auto roll = next() % 6;
+            if (roll == 0) {
+                std::memset(after.data() + p * kPageSize, 0, kPageSize);
+                dirty.push_back(p);
+            } else if (roll == 1) {
+                after[p * kPageSize + next() % kPageSize] ^= 0x5a;
+                dirty.push_back(p);
+            }
+        }
+        WriteOptions options;
+        options.encoding = seed % 2 ? PageEncoding::kZstd : PageEncoding::kRaw;
+        options.compressed_run_pages = 1 + static_cast<std::uint32_t>(next() % 8);
+
+        SnapshotImage full = sample::full_image(base, false);
+        full.guest_memory_size = base.size();
+        full.working_set.clear();
+        WriteSummary full_summary;
+        auto full_bytes = serialize_snapshot(full, options, &full_summary);
+        REQUIRE_MESSAGE(full_bytes.has_value(), full_bytes.error().describe());
+
+        SnapshotImage diff = sample::full_image(base, false);
+        diff.kind = SnapshotKind::kDiff;
+        diff.parent = full_summary.content_hash;
+        diff.guest_memory_size = after.size();
+        diff.working_set.clear();
+        diff.memory.clear();
+        REQUIRE(add_pages(diff, dirty, after, ZeroPages::kRecord).has_value());
+        auto diff_bytes = serialize_snapshot(diff, options);
+        REQUIRE_MESSAGE(diff_bytes.has_value(), diff_bytes.error().describe());
+
+        auto parent = SnapshotFile::parse(*full_bytes, {DataCheck::kFull});
+        auto child = SnapshotFile::parse(*diff_bytes, {DataCheck::kFull});
+        REQUIRE_MESSAGE(parent.has_value(), parent.error().describe());
+        REQUIRE_MESSAGE(child.has_value(), child.error().describe());
+        CHECK(child->verify_parent(*parent).has_value());
+        std::vector<std::uint8_t> memory;
+        test::apply(*parent, memory);
+        CHECK(memory == base);
+        test::apply(*child, memory);
+        CHECK(memory == after);
+    }
+}

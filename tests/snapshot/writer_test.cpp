@@ -1,6 +1,11 @@
 // The writer is atomic (temporary name, rename; nothing left behind on error)
 // and refuses images the format cannot hold.
+#include <csignal>
+
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <doctest/doctest.h>
 
@@ -89,4 +94,32 @@ TEST_CASE("the writer refuses images the format cannot hold, naming the value") 
     long_runs.compressed_run_pages = kMaxCompressedRunPages + 1;
     CHECK(message(sample::full_image(memory), long_runs) ==
           "bad compressed run length (expected 1 to 1024 pages, found 1025)");
+}
+
+TEST_CASE("an I/O error in the middle of a write removes the temporary file") {
+    ScratchDir dir;
+    const std::string path = dir.file("a.snap");
+    test::write_file(path, {1, 2, 3});
+    // In a child: a file size limit of 8 KiB makes write() fail with EFBIG
+    // part-way through a 25 KiB raw snapshot.
+    pid_t pid = ::fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        ::signal(SIGXFSZ, SIG_IGN);
+        struct rlimit limit {
+            8192, 8192
+        };
+        ::setrlimit(RLIMIT_FSIZE, &limit);
+        const auto memory = sample::base_memory();
+        auto r = write_snapshot(path, sample::full_image(memory));
+        const bool ok = !r.has_value() && r.error().code == Errc::kIo &&
+                        r.error().describe() == path + ": write: File too large";
+        ::_exit(ok ? 0 : 1);
+    }
+    int status = 0;
+    REQUIRE(::waitpid(pid, &status, 0) == pid);
+    CHECK(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0);
+    CHECK(test::read_file(path) == std::vector<std::uint8_t>{1, 2, 3});
+    CHECK(dir.entries() == std::vector<std::string>{"a.snap"});
 }
