@@ -112,10 +112,14 @@ Result<AddressSummary> resolve_addresses(Context& cx, const std::string& path) {
         if (!fi->file.empty())
             module_files.insert(fi->file);
 
-    std::set<std::string> elf_cus;
+    std::set<std::string> elf_cus, short_names;
     std::map<std::pair<std::string, unsigned>, std::vector<AddressRange>> lines;
+    // Inlined call sites by their call line: the code of `if (!x) init();`
+    // after init() was inlined carries init's lines, not the call's.
+    std::map<std::pair<std::string, unsigned>, std::vector<AddressRange>> inline_sites;
     for (const auto& cu : dctx->compile_units()) {
         llvm::DWARFDie top = cu->getUnitDIE(false);
+        const llvm::DWARFDebugLine::LineTable* lt = dctx->getLineTableForUnit(cu.get());
         if (const char* n = top.getName(llvm::DINameKind::ShortName))
             elf_cus.insert(basename(n));
         std::vector<llvm::DWARFDie> work{top};
@@ -126,7 +130,12 @@ Result<AddressSummary> resolve_addresses(Context& cx, const std::string& path) {
             if (tag == llvm::dwarf::DW_TAG_subprogram ||
                 tag == llvm::dwarf::DW_TAG_inlined_subroutine) {
                 const char* n = d.getName(llvm::DINameKind::LinkageName);
+                const char* sn = d.getName(llvm::DINameKind::ShortName);
                 auto rs = d.getAddressRanges();
+                // gcc gives functions in anonymous namespaces no linkage
+                // name: keep them under their short name as well.
+                if (n && sn && rs && std::string_view(n) == sn)
+                    short_names.insert(sn);
                 if (n && rs) {
                     auto& fa = fns[n];
                     for (auto& r : *rs) {
@@ -136,6 +145,19 @@ Result<AddressSummary> resolve_addresses(Context& cx, const std::string& path) {
                         (tag == llvm::dwarf::DW_TAG_subprogram ? fa.out_of_line : fa.inlined)
                             .push_back(ar);
                     }
+                    if (tag == llvm::dwarf::DW_TAG_inlined_subroutine && lt) {
+                        uint32_t cfile = 0, cline = 0, ccol = 0, cdisc = 0;
+                        d.getCallerFrame(cfile, cline, ccol, cdisc);
+                        std::string fname;
+                        if (cline &&
+                            lt->getFileNameByIndex(
+                                cfile, cu->getCompilationDir(),
+                                llvm::DILineInfoSpecifier::FileLineInfoKind::RawValue, fname))
+                            for (auto& r : *rs)
+                                if (r.LowPC != 0 && r.HighPC > r.LowPC)
+                                    inline_sites[{basename(fname), cline}].push_back(
+                                        {r.LowPC, r.HighPC});
+                    }
                 } else if (!rs) {
                     llvm::consumeError(rs.takeError());
                 }
@@ -143,7 +165,6 @@ Result<AddressSummary> resolve_addresses(Context& cx, const std::string& path) {
             for (llvm::DWARFDie c : d.children())
                 work.push_back(c);
         }
-        const llvm::DWARFDebugLine::LineTable* lt = dctx->getLineTableForUnit(cu.get());
         if (!lt)
             continue;
         std::map<uint64_t, std::string> file_of;
@@ -195,10 +216,25 @@ Result<AddressSummary> resolve_addresses(Context& cx, const std::string& path) {
                                          "symbol 'main', found none)",
                                          path});
 
+    // Short names (the last component of a C++ name) only where one module
+    // function has that short name.
+    std::map<std::string, int> short_uses;
+    auto short_of = [](const FnInfo& fi) {
+        std::string d = fi.display;
+        size_t at = d.rfind("::");
+        return at == std::string::npos ? d : d.substr(at + 2);
+    };
+    for (auto& fi : cx.fns)
+        short_uses[short_of(*fi)]++;
     for (auto& fi : cx.fns) {
         auto it = fns.find(fi->f->getName().str());
         if (it == fns.end() || (it->second.out_of_line.empty() && it->second.inlined.empty()))
             it = fns.find(base_name(fi->f->getName()));
+        if (it == fns.end() && fi->f->getName().startswith("_Z")) {
+            std::string sn = short_of(*fi);
+            if (short_uses[sn] == 1 && short_names.count(sn))
+                it = fns.find(sn);
+        }
         if (it == fns.end()) {
             fi->addr_status = AddressStatus::kMissing;
             continue;
@@ -242,13 +278,15 @@ Result<AddressSummary> resolve_addresses(Context& cx, const std::string& path) {
                     excl.insert(l);
             const auto& use = excl.empty() ? mine : excl;
             for (auto& l : use) {
-                auto lit = lines.find(l);
-                if (lit == lines.end())
-                    continue;
-                for (auto& r : lit->second)
-                    for (auto& fr : fi.ranges)
-                        if (r.lo < fr.hi && fr.lo < r.hi)
-                            s.ranges.push_back({std::max(r.lo, fr.lo), std::min(r.hi, fr.hi)});
+                for (auto* table : {&lines, &inline_sites}) {
+                    auto lit = table->find(l);
+                    if (lit == table->end())
+                        continue;
+                    for (auto& r : lit->second)
+                        for (auto& fr : fi.ranges)
+                            if (r.lo < fr.hi && fr.lo < r.hi)
+                                s.ranges.push_back({std::max(r.lo, fr.lo), std::min(r.hi, fr.hi)});
+                }
             }
             normalise_ranges(s.ranges);
             s.address_status = s.ranges.empty() ? AddressStatus::kMissing : fi.addr_status;

@@ -69,7 +69,24 @@ const llvm::GlobalVariable* mutable_global(const llvm::Value* v) {
 // Where a pointer may point, as far as persistence goes: into a global,
 // into memory reachable from a global, or through a parameter. Stack and
 // fresh heap memory are not persistent by themselves.
-std::vector<Root> roots(const llvm::Value* ptr) {
+// A pointer returned by one of the program's functions that returns a
+// pointer into its argument (unique_ptr::_M_ptr(), vector::operator[]):
+// the argument it points into.
+const llvm::Value* through_accessor(const Context& cx, const llvm::Value* o) {
+    auto* cb = llvm::dyn_cast<llvm::CallBase>(o);
+    if (!cb)
+        return nullptr;
+    auto* callee = llvm::dyn_cast<llvm::Function>(cb->getCalledOperand()->stripPointerCasts());
+    FnInfo* ci = callee ? cx.by_fn.lookup(callee) : nullptr;
+    if (!ci || ci->returns_arg < 0 || static_cast<unsigned>(ci->returns_arg) >= cb->arg_size())
+        return nullptr;
+    return cb->getArgOperand(static_cast<unsigned>(ci->returns_arg));
+}
+
+// Where a pointer may point, as far as persistence goes: into a global,
+// into memory reachable from a global, or through a parameter. Stack and
+// fresh heap memory are not persistent by themselves.
+std::vector<Root> roots(const Context& cx, const llvm::Value* ptr, int depth = 0) {
     std::vector<Root> out;
     llvm::SmallVector<const llvm::Value*, 4> objs;
     llvm::getUnderlyingObjects(ptr, objs, nullptr, 8);
@@ -79,11 +96,11 @@ std::vector<Root> roots(const llvm::Value* ptr) {
         } else if (auto* arg = llvm::dyn_cast<llvm::Argument>(o)) {
             out.push_back({RootKind::kArg, nullptr, arg->getArgNo()});
         } else if (auto* ld = llvm::dyn_cast<llvm::LoadInst>(o)) {
-            const llvm::Value* base = llvm::getUnderlyingObject(ld->getPointerOperand(), 8);
-            if (auto* bg = mutable_global(base))
-                out.push_back({RootKind::kGlobalRooted, bg});
-            else if (auto* a = llvm::dyn_cast<llvm::Argument>(base))
-                out.push_back({RootKind::kArg, nullptr, a->getArgNo()});
+            for (const Root& r : roots(cx, ld->getPointerOperand(), depth + 1))
+                out.push_back(r.kind == RootKind::kGlobal ? Root{RootKind::kGlobalRooted, r.g} : r);
+        } else if (const llvm::Value* inner = through_accessor(cx, o); inner && depth < 6) {
+            for (const Root& r : roots(cx, inner, depth + 1))
+                out.push_back(r);
         }
     }
     return out;
@@ -134,10 +151,11 @@ struct State {
         unsigned eff = 0;
         uint64_t wa = fi.writes_arg, ha = fi.heap_into_arg;
         bool ra = fi.returns_alloc, in = fi.reads_input;
+        int ret_arg = -1; // -1 none seen, -2 not a single parameter
         size_t nwrites = fi.writes.size();
         auto note_write = [&](llvm::BasicBlock* bb, const llvm::Value* ptr, bool heap,
                               const std::vector<FnInfo*>& from) {
-            for (const Root& r : roots(ptr)) {
+            for (const Root& r : roots(cx, ptr)) {
                 unsigned e = 0;
                 if (r.kind == RootKind::kArg) {
                     wa |= bit(r.arg);
@@ -174,6 +192,15 @@ struct State {
                 } else if (auto* mi = llvm::dyn_cast<llvm::AnyMemIntrinsic>(&i)) {
                     note_write(&bb, mi->getRawDest(), false, {});
                 } else if (auto* ret = llvm::dyn_cast<llvm::ReturnInst>(&i)) {
+                    if (auto* rv = ret->getReturnValue(); rv && rv->getType()->isPointerTy()) {
+                        auto rs = roots(cx, rv);
+                        if (rs.size() == 1 && rs[0].kind == RootKind::kArg && ret_arg != -2)
+                            ret_arg = (ret_arg == -1 || ret_arg == static_cast<int>(rs[0].arg))
+                                          ? static_cast<int>(rs[0].arg)
+                                          : -2;
+                        else
+                            ret_arg = -2;
+                    }
                     if (auto* rv = ret->getReturnValue()) {
                         std::vector<FnInfo*> from;
                         if (heap_sources(rv, &fi, from)) {
@@ -236,8 +263,10 @@ struct State {
         for (auto& [bb, e] : fi.block_effects)
             eff |= e;
         if (eff != fi.effects || wa != fi.writes_arg || ha != fi.heap_into_arg ||
-            ra != fi.returns_alloc || in != fi.reads_input || nwrites != fi.writes.size())
+            ra != fi.returns_alloc || in != fi.reads_input || nwrites != fi.writes.size() ||
+            std::max(ret_arg, -1) != fi.returns_arg)
             changed = true;
+        fi.returns_arg = std::max(ret_arg, -1);
         fi.effects |= eff;
         fi.writes_arg = wa;
         fi.heap_into_arg = ha;
@@ -284,7 +313,8 @@ const llvm::Value* peel_casts(const llvm::Value* v) {
 
 // `if (!g)`, `if (g == NULL)`, `if (!g.ready)`, C++ static-local guards:
 // returns the global and which successor runs while it is still zero.
-bool match_guard(const llvm::BranchInst* br, const llvm::GlobalVariable*& g, unsigned& zero_succ) {
+bool match_guard(Context& cx, const llvm::BranchInst* br, const llvm::GlobalVariable*& g,
+                 unsigned& zero_succ, bool& accessor) {
     const llvm::Value* c = br->getCondition();
     bool flip = false;
     while (auto* bo = llvm::dyn_cast<llvm::BinaryOperator>(c)) {
@@ -316,10 +346,26 @@ bool match_guard(const llvm::BranchInst* br, const llvm::GlobalVariable*& g, uns
         x = c; // a loaded bool, truncated to i1
         zero_on_true = false;
     }
-    auto* ld = llvm::dyn_cast<llvm::LoadInst>(peel_casts(x));
-    if (!ld)
+    x = peel_casts(x);
+    const llvm::Value* ptr = nullptr;
+    if (auto* ld = llvm::dyn_cast<llvm::LoadInst>(x)) {
+        ptr = ld->getPointerOperand();
+    } else if (auto* cb = llvm::dyn_cast<llvm::CallBase>(x)) {
+        // An accessor on the global: `if (!rules)` on a std::unique_ptr is
+        // a call to its operator bool. Accept a call of one of the
+        // program's functions with a single pointer argument into a global
+        // that writes nothing itself.
+        auto* callee = llvm::dyn_cast<llvm::Function>(cb->getCalledOperand()->stripPointerCasts());
+        FnInfo* ci = callee ? cx.by_fn.lookup(callee) : nullptr;
+        if (!ci || cb->arg_size() != 1 || !cb->getArgOperand(0)->getType()->isPointerTy() ||
+            ci->effects != 0 || ci->writes_arg != 0)
+            return false;
+        ptr = cb->getArgOperand(0);
+        accessor = true;
+    } else {
         return false;
-    g = mutable_global(llvm::getUnderlyingObject(ld->getPointerOperand(), 8));
+    }
+    g = mutable_global(llvm::getUnderlyingObject(ptr, 8));
     if (!g)
         return false;
     zero_succ = (zero_on_true != flip) ? 0 : 1;
@@ -366,17 +412,24 @@ void find_lazy_guards(Context& cx) {
                 continue;
             const llvm::GlobalVariable* g = nullptr;
             unsigned zs = 0;
-            if (!match_guard(br, g, zs))
+            bool accessor = false;
+            if (!match_guard(cx, br, g, zs, accessor))
                 continue;
             llvm::BasicBlock* arm = br->getSuccessor(zs);
             auto region = arm_region(*fi, &bb, arm);
-            if (region.empty())
-                continue;
             // The C++ ABI's guard variables are set by __cxa_guard_release,
             // which is outside the module: their guarded side is the
             // static-local initialiser by construction.
             bool cxx_guard = g->getName().startswith("_ZGV");
-            if (!cxx_guard && !region_writes(*fi, region, g, cx))
+            bool ok = !region.empty() && (cxx_guard || region_writes(*fi, region, g, cx));
+            if (!ok && accessor) {
+                // An accessor's truth may mean "empty" (vector::empty()):
+                // then the other side is the one that fills the global.
+                arm = br->getSuccessor(1 - zs);
+                region = arm_region(*fi, &bb, arm);
+                ok = !region.empty() && region_writes(*fi, region, g, cx);
+            }
+            if (!ok)
                 continue;
             fi->guards.push_back({&bb, arm, g});
         }

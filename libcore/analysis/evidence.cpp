@@ -1,6 +1,8 @@
 // Evidence: execution history and LLVM profiles on top of the static
 // estimate (docs/analysis.md, "Evidence").
+#include <cctype>
 #include <cerrno>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 
@@ -18,9 +20,12 @@ namespace {
 
 Result<std::string> slurp(const std::string& path) {
     std::ifstream in(path, std::ios::binary);
-    if (!in)
-        return std::unexpected(
-            make_errno_error(Errc::kIo, errno, "cannot read").error().with_context(path));
+    if (!in) {
+        std::string why = std::strerror(errno);
+        if (!why.empty())
+            why[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(why[0])));
+        return std::unexpected(Error{Errc::kIo, "cannot read: " + why, path});
+    }
     std::ostringstream ss;
     ss << in.rdbuf();
     return ss.str();
@@ -53,6 +58,21 @@ Status apply_history(Context& cx, const AnalyzeOptions& o, AnalyzeReport& rep) {
     for (auto& d : h->segments)
         declared[d.id] = d.sid;
 
+    // A declared segment is matched by its structural id: the same code at
+    // the same position, here or in another program. An undeclared id can
+    // only mean this program's segment of that id.
+    auto resolve = [&](uint64_t id, bool& via_sid) -> const std::vector<SegInfo*>* {
+        via_sid = false;
+        if (auto d = declared.find(id); d != declared.end()) {
+            auto s = by_sid.find(d->second);
+            if (s == by_sid.end())
+                return nullptr;
+            via_sid = true;
+            return &s->second;
+        }
+        auto it = by_id.find(id);
+        return it == by_id.end() ? nullptr : &it->second;
+    };
     // Which of our segments the history could have seen at all: a segment
     // of a function the traced program did not have is not evidence of
     // absence.
@@ -61,30 +81,25 @@ Status apply_history(Context& cx, const AnalyzeOptions& o, AnalyzeReport& rep) {
         for (auto& si : cx.segs)
             observable.insert(&si);
     } else {
-        for (auto& [id, sid] : declared) {
-            for (auto* si : by_id[id])
-                observable.insert(si);
-            for (auto* si : by_sid[sid])
-                observable.insert(si);
-        }
+        for (auto& [id, sid] : declared)
+            if (auto s = by_sid.find(sid); s != by_sid.end())
+                observable.insert(s->second.begin(), s->second.end());
     }
     std::map<SegInfo*, double> k;
     std::set<SegInfo*> by_sid_matched;
     for (auto& r : h->requests) {
         std::set<SegInfo*> ran;
         for (uint64_t id : r.segments) {
-            if (auto it = by_id.find(id); it != by_id.end()) {
-                ran.insert(it->second.begin(), it->second.end());
-                continue;
-            }
-            auto d = declared.find(id);
-            auto s = d == declared.end() ? by_sid.end() : by_sid.find(d->second);
-            if (s == by_sid.end()) {
+            bool via_sid;
+            const auto* segs = resolve(id, via_sid);
+            if (!segs) {
                 rep.history_unknown++;
                 continue;
             }
-            ran.insert(s->second.begin(), s->second.end());
-            by_sid_matched.insert(s->second.begin(), s->second.end());
+            ran.insert(segs->begin(), segs->end());
+            for (auto* si : *segs)
+                if (via_sid && si->seg.id != id)
+                    by_sid_matched.insert(si);
         }
         for (auto* si : ran) {
             k[si] += 1;

@@ -66,6 +66,7 @@ struct FnInfo {
     uint64_t writes_arg = 0;                            // bit i: writes through pointer parameter i
     uint64_t heap_into_arg = 0; // bit i: stores a heap pointer through parameter i
     bool returns_alloc = false; // returns freshly allocated memory
+    int returns_arg = -1;       // returns a pointer into parameter i (C++ accessors)
     bool reads_input = false;   // reads stdin (transitive)
     std::vector<LazyGuard> guards;
 

@@ -9,6 +9,7 @@
 #include <llvm/Support/MemoryBuffer.h>
 #include <llvm/Support/SourceMgr.h>
 #include <llvm/Support/raw_ostream.h>
+#include <llvm/Transforms/IPO/FunctionAttrs.h>
 #include <llvm/Transforms/IPO/InferFunctionAttrs.h>
 #include <llvm/Transforms/Scalar/LowerExpectIntrinsic.h>
 #include <llvm/Transforms/Utils/Mem2Reg.h>
@@ -59,7 +60,7 @@ Result<std::unique_ptr<llvm::Module>> load_and_link(const std::vector<std::strin
         auto buf = llvm::MemoryBuffer::getFileOrSTDIN(path);
         if (!buf)
             return std::unexpected(
-                Error{Errc::kIo, "cannot read: " + buf.getError().message(), path});
+                Error{Errc::kIo, "cannot read: " + lower_first(buf.getError().message()), path});
         std::string kind = sniff((*buf)->getBuffer());
         llvm::SMDiagnostic diag;
         auto m = llvm::parseIR((*buf)->getMemBufferRef(), diag, ctx);
@@ -116,11 +117,25 @@ void normalise(llvm::Module& m) {
     pb.crossRegisterProxies(lam, fam, cgam, mam);
     llvm::ModulePassManager mpm;
     mpm.addPass(llvm::InferFunctionAttrsPass());
+    // Attributes only (noreturn, readonly, ...): a call to a function that
+    // always exits is then as cold to BranchProbabilityInfo as exit() is.
+    mpm.addPass(llvm::createModuleToPostOrderCGSCCPassAdaptor(llvm::PostOrderFunctionAttrsPass()));
     llvm::FunctionPassManager fpm;
     fpm.addPass(llvm::PromotePass());
     fpm.addPass(llvm::LowerExpectIntrinsicPass());
     mpm.addPass(llvm::createModuleToFunctionPassAdaptor(std::move(fpm)));
     mpm.run(m, mam);
+    // A call that never returns (exit, abort, a fatal() that calls them)
+    // ends the request or the process: mark it cold so that
+    // BranchProbabilityInfo treats the path to it as an error path. This
+    // changes attributes only, never the CFG, so segment positions hold.
+    for (llvm::Function& f : m)
+        for (llvm::BasicBlock& bb : f)
+            for (llvm::Instruction& i : bb)
+                if (auto* cb = llvm::dyn_cast<llvm::CallBase>(&i))
+                    if (cb->doesNotReturn() &&
+                        !llvm::isa<llvm::UnreachableInst>(bb.getTerminator()))
+                        cb->addFnAttr(llvm::Attribute::Cold);
 }
 
 } // namespace presnap::analysis::detail

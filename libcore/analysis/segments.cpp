@@ -107,29 +107,59 @@ unsigned first_line(const llvm::BasicBlock* bb) {
     return 0;
 }
 
-std::string display_name(const llvm::Function& f) {
+// Readable C++ names: the demangled name without return type, parameter
+// lists, spaces and (if `bare`) template arguments; a local lambda keeps the
+// path to it (f()::$_2::operator()).
+std::string display_name(const llvm::Function& f, bool bare) {
     std::string name = f.getName().str();
     if (!llvm::StringRef(name).startswith("_Z"))
         return name;
     std::string d = llvm::demangle(name);
     if (d == name)
         return name;
-    // Cut the parameter list: the first '(' outside template arguments.
-    int angle = 0;
-    size_t cut = d.size();
+    for (size_t at; (at = d.find("(anonymous namespace)::")) != std::string::npos;)
+        d.erase(at, 23);
+    // Drop the return type: text up to the last top-level space before the
+    // first top-level '('.
+    int angle = 0, paren = 0;
+    size_t start = 0;
     for (size_t i = 0; i < d.size(); i++) {
-        if (d[i] == '<')
+        char ch = d[i];
+        if (ch == '<')
             angle++;
-        else if (d[i] == '>')
+        else if (ch == '>')
             angle--;
-        else if (d[i] == '(' && angle == 0 && i > 0) {
-            cut = i;
+        else if (ch == '(' && angle == 0)
             break;
-        }
+        else if (ch == ' ' && angle == 0)
+            start = i + 1;
     }
-    d = d.substr(0, cut);
-    d.erase(std::remove(d.begin(), d.end(), ' '), d.end());
-    return d.empty() ? name : d;
+    std::string out;
+    angle = paren = 0;
+    for (size_t i = start; i < d.size(); i++) {
+        char ch = d[i];
+        bool after_operator = out.size() >= 8 && out.compare(out.size() - 8, 8, "operator") == 0;
+        if (ch == '(' && paren == 0 && !after_operator) {
+            out += "()";
+            paren = 1;
+            continue;
+        }
+        if (paren > 0) {
+            paren += ch == '(' ? 1 : ch == ')' ? -1 : 0;
+            continue;
+        }
+        if (ch == '<')
+            angle++;
+        if ((!bare || angle == 0) && ch != ' ')
+            out.push_back(ch);
+        if (ch == '>')
+            angle--;
+    }
+    if (out.ends_with("const"))
+        out.resize(out.size() - 5);
+    if (out.ends_with("()") && !out.ends_with("operator()"))
+        out.resize(out.size() - 2);
+    return out.empty() ? name : out;
 }
 
 uint64_t seg_id(SegmentKind k, std::string_view fname, unsigned pos) {
@@ -307,17 +337,22 @@ std::vector<llvm::BasicBlock*> arm_region(FnInfo& fi, llvm::BasicBlock* from,
 }
 
 void discover_segments(Context& cx) {
-    std::map<std::string, unsigned> display_uses;
+    // The shortest unambiguous name: without template arguments, else with
+    // them, else the linkage name (overloads, same-named statics).
+    std::map<std::string, unsigned> bare_uses, full_uses;
     for (auto& fi : cx.fns) {
-        fi->display = display_name(*fi->f);
-        display_uses[fi->display]++;
+        bare_uses[display_name(*fi->f, true)]++;
+        full_uses[display_name(*fi->f, false)]++;
         if (auto* sp = fi->f->getSubprogram())
             fi->file = llvm::sys::path::filename(sp->getFilename()).str();
     }
     for (auto& fi : cx.fns) {
-        // Overloads and same-named statics fall back to the linkage name.
-        if (display_uses[fi->display] > 1)
-            fi->display = fi->f->getName().str();
+        std::string bare = display_name(*fi->f, true), full = display_name(*fi->f, false);
+        fi->display = bare_uses[bare] == 1   ? bare
+                      : full_uses[full] == 1 ? full
+                                             : fi->f->getName().str();
+    }
+    for (auto& fi : cx.fns) {
         const std::string fname = fi->f->getName().str();
         std::map<std::string, unsigned> name_uses;
         auto add = [&](SegInfo si, unsigned pos) {

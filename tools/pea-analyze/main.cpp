@@ -79,9 +79,6 @@ std::string hint_for(const presnap::Error& e) {
         return "--elf takes the executable built with -g from the same sources as the bitcode";
     if (e.message.find("no DWARF") != std::string::npos)
         return "rebuild the executable with -g";
-    if (e.context.find(':') != std::string::npos &&
-        e.message.find("history") == std::string::npos && e.code == presnap::Errc::kFormat)
-        return "without --strict, malformed history lines are skipped and counted";
     return "";
 }
 
@@ -97,7 +94,8 @@ int main(int argc, char** argv) {
     CLI::App app{"pea-analyze: LLVM static analysis and execution history into a probability map "
                  "(presnap-pmap(5))",
                  "pea-analyze"};
-    app.set_version_flag("--version", "pea-analyze " PRESNAP_VERSION);
+    app.set_help_flag("-h,--help", "print this help and exit");
+    app.set_version_flag("--version", "pea-analyze " PRESNAP_VERSION, "print the version and exit");
     app.add_option("INPUT", o.inputs, "LLVM 14 bitcode or textual IR files, linked into one module")
         ->required()
         ->type_name("FILE");
@@ -153,6 +151,8 @@ int main(int argc, char** argv) {
         error(rep.error().describe());
         if (std::string h = hint_for(rep.error()); !h.empty())
             note(h);
+        else if (o.strict && rep.error().context.starts_with(history + ":"))
+            note("without --strict, malformed history lines are skipped and counted");
         return kExitInput;
     }
     if (rep->history_skipped && !quiet) {

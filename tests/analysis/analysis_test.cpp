@@ -1,0 +1,300 @@
+// The analysis engine on real bitcode from the programs in programs/ (built
+// by clang-14 in this directory's CMakeLists.txt), and real executables.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <string>
+
+#include <doctest/doctest.h>
+
+#include "presnap/analysis/analyze.h"
+#include "presnap/analysis/hash.h"
+#include "presnap/analysis/history.h"
+
+using namespace presnap::analysis;
+
+namespace {
+
+std::string bc(const std::string& name) {
+    return std::string(PRESNAP_TEST_BC_DIR) + "/" + name + "/" + name + ".bc";
+}
+
+AnalyzeReport run(AnalyzeOptions o) {
+    auto r = analyze(o);
+    if (!r)
+        FAIL("analyze failed: " << r.error().describe());
+    return std::move(*r);
+}
+
+AnalyzeReport run(const std::string& name) {
+    AnalyzeOptions o;
+    o.inputs = {bc(name)};
+    return run(o);
+}
+
+const Segment& seg(const ProbabilityMap& m, const std::string& name) {
+    for (const auto& s : m.segments)
+        if (s.name == name)
+            return s;
+    FAIL("no segment " << name);
+    static Segment none;
+    return none;
+}
+
+size_t rank(const ProbabilityMap& m, const std::string& name) {
+    for (size_t i = 0; i < m.segments.size(); i++)
+        if (m.segments[i].name == name)
+            return i;
+    FAIL("no segment " << name);
+    return 0;
+}
+
+std::vector<const Segment*> lazy_in(const ProbabilityMap& m, const std::string& function) {
+    std::vector<const Segment*> out;
+    for (const auto& s : m.segments)
+        if (s.lazy_init && s.function == function)
+            out.push_back(&s);
+    return out;
+}
+
+std::string write_temp(const std::string& name, const std::string& text) {
+    std::string path = std::string(PRESNAP_TEST_BC_DIR) + "/" + name;
+    std::ofstream(path, std::ios::binary) << text;
+    return path;
+}
+
+} // namespace
+
+TEST_CASE("a lazy initialiser is flagged warmable and its guard recognised") {
+    auto rep = run("lazy");
+    const auto& m = rep.map;
+    // if (!table) table = build_table();  (pointer guard, direct store)
+    auto sq = lazy_in(m, "square");
+    REQUIRE(sq.size() == 1);
+    CHECK(sq[0]->kind == SegmentKind::kBranch);
+    CHECK(sq[0]->warmable);
+    CHECK((sq[0]->effects & kStoresHeapPtr) != 0);
+    // if (!ready) prepare_banner();  (flag set inside the callee)
+    auto bn = lazy_in(m, "get_banner");
+    REQUIRE(bn.size() == 1);
+    CHECK(bn[0]->warmable);
+    // Once per instance: a request that reaches the guard from a base
+    // snapshot runs the initialiser, not LLVM's default 37.5% of the time.
+    const Segment& fsq = seg(m, "fn:square");
+    CHECK(sq[0]->weight == doctest::Approx(fsq.weight));
+    CHECK(seg(m, "fn:build_table").weight == doctest::Approx(fsq.weight));
+    CHECK(seg(m, "fn:build_table").count <= fsq.weight + 1e-12);
+    CHECK(seg(m, "fn:build_table").warmable);
+    // Nothing else in the program is a lazy guard.
+    size_t n = 0;
+    for (const auto& s : m.segments)
+        n += s.lazy_init;
+    CHECK(n == 2);
+}
+
+TEST_CASE("a C++ function-local static is recognised as a lazy initialiser") {
+    AnalyzeOptions o;
+    o.inputs = {bc("routes")};
+    auto rep = run(o);
+    bool found = false;
+    for (const auto& s : rep.map.segments)
+        if (s.lazy_init && s.name.find("dictionary") != std::string::npos) {
+            found = true;
+            CHECK(s.warmable);
+        }
+    CHECK(found);
+}
+
+TEST_CASE("a hot loop ranks above a cold error path") {
+    auto m = run("hotcold").map;
+    CHECK(rank(m, "loop:checksum:15") < rank(m, "fn:fatal"));
+    CHECK(rank(m, "loop:checksum:15") < rank(m, "br:main:24"));
+    CHECK(seg(m, "loop:checksum:15").count > 10 * seg(m, "fn:fatal").count);
+    CHECK(seg(m, "fn:fatal").weight < 0.1);
+}
+
+TEST_CASE("a function only reached through a rarely-taken branch ranks low") {
+    auto m = run("rare").map;
+    const Segment& rare = seg(m, "fn:rare_repair");
+    CHECK(rare.weight < 0.01);
+    CHECK(rank(m, "fn:rare_repair") > rank(m, "fn:common_path"));
+    // In the bottom half of all function segments.
+    std::vector<std::string> fns;
+    for (const auto& s : m.segments)
+        if (s.kind == SegmentKind::kFunction)
+            fns.push_back(s.name);
+    auto pos = std::find(fns.begin(), fns.end(), "fn:rare_repair") - fns.begin();
+    CHECK(static_cast<size_t>(pos) * 2 >= fns.size());
+}
+
+TEST_CASE("route tokens are found for a strcmp dispatch") {
+    auto m = run("routes_strcmp").map;
+    CHECK(seg(m, "fn:do_get").tokens == std::vector<std::string>{"get"});
+    CHECK(seg(m, "fn:do_put").tokens == std::vector<std::string>{"put"});
+    // strncmp(cmd, "statistics", 5) compares five bytes.
+    CHECK(seg(m, "fn:do_stats").tokens == std::vector<std::string>{"stati"});
+    CHECK(seg(m, "fn:handle").tokens.empty());
+}
+
+TEST_CASE("route tokens are found for a switch dispatch") {
+    auto m = run("routes_switch").map;
+    CHECK(seg(m, "fn:op_add").tokens == std::vector<std::string>{"+"});
+    CHECK(seg(m, "fn:op_mul").tokens == std::vector<std::string>{"*", "x"});
+    CHECK(seg(m, "fn:op_quit").tokens == std::vector<std::string>{"q"});
+}
+
+TEST_CASE("route tokens are found for std::string comparisons") {
+    auto m = run("routes").map;
+    bool lookup = false, echo = false;
+    for (const auto& s : m.segments) {
+        if (s.name == "fn:lookup")
+            lookup = s.tokens == std::vector<std::string>{"lookup"};
+        for (const auto& t : s.tokens)
+            echo |= t == "echo";
+    }
+    CHECK(lookup);
+    CHECK(echo);
+}
+
+TEST_CASE("inlined functions are reported as such") {
+    AnalyzeOptions o;
+    o.inputs = {bc("inline")};
+    o.elf = PRESNAP_TEST_ELF_INLINE;
+    auto rep = run(o);
+    const auto& m = rep.map;
+    CHECK(seg(m, "fn:scale").address_status == AddressStatus::kInlined);
+    CHECK_FALSE(seg(m, "fn:scale").ranges.empty()); // where its inlined copy is
+    CHECK(seg(m, "fn:report").address_status == AddressStatus::kFound);
+    CHECK(seg(m, "fn:main").address_status == AddressStatus::kFound);
+    CHECK(m.addresses.inlined >= 1);
+    CHECK(m.addresses.found + m.addresses.inlined + m.addresses.missing == m.segments.size());
+}
+
+TEST_CASE("lazy guards of an optimised executable have addresses inside their function") {
+    AnalyzeOptions o;
+    o.inputs = {bc("lazy")};
+    o.elf = PRESNAP_TEST_ELF_LAZY;
+    auto m = run(o).map;
+    for (const auto& s : m.segments) {
+        if (!s.lazy_init)
+            continue;
+        CHECK_MESSAGE(!s.ranges.empty(), s.name);
+        const Segment& fn = seg(m, "fn:" + s.function);
+        for (const auto& r : s.ranges) {
+            bool inside = false;
+            for (const auto& fr : fn.ranges)
+                inside |= r.lo >= fr.lo && r.hi <= fr.hi;
+            CHECK_MESSAGE(inside, s.name);
+        }
+    }
+}
+
+TEST_CASE("history that contradicts the static estimate moves the ranking as documented") {
+    AnalyzeOptions o;
+    o.inputs = {bc("hotcold")};
+    auto before = run(o).map;
+    const Segment hot = seg(before, "loop:checksum:15");
+    const Segment cold = seg(before, "fn:fatal");
+    REQUIRE(rank(before, hot.name) < rank(before, cold.name));
+
+    // 20 requests, every one ran the error path and none the checksum loop.
+    std::string h = format_history_header({1, "hotcold", ""});
+    for (int i = 0; i < 20; i++) {
+        HistoryRequest r;
+        r.seq = static_cast<uint64_t>(i);
+        r.bytes = "";
+        r.hash = request_hash(r.bytes);
+        r.segments = {seg(before, "fn:main").id, cold.id};
+        h += format_history_request(r);
+    }
+    o.history = write_temp("contradict.jsonl", h);
+    o.prior_strength = 10;
+    auto after = run(o).map;
+    // Posterior mean of Beta(S*w0, S*(1-w0)) after k of n: (k + S*w0)/(n + S).
+    CHECK(seg(after, cold.name).weight == doctest::Approx((20 + 10 * cold.weight) / 30.0));
+    CHECK(seg(after, hot.name).weight == doctest::Approx((0 + 10 * hot.weight) / 30.0));
+    CHECK(seg(after, cold.name).evidence == "history:20/20");
+    CHECK(seg(after, hot.name).evidence == "history:0/20");
+    CHECK(rank(after, cold.name) < rank(after, hot.name));
+    // A stronger prior keeps the static order for the same evidence.
+    o.prior_strength = 1000;
+    auto strong = run(o).map;
+    CHECK(rank(strong, hot.name) < rank(strong, cold.name));
+}
+
+TEST_CASE("history recorded on program A applies to the same function inside program B") {
+    auto a = run("prog_a").map;
+    const Segment& warm = seg(a, "fn:warm_cache");
+    std::string h = format_history_header({1, "prog_a", ""});
+    for (const auto& s : a.segments)
+        h += format_history_segment({s.id, s.sid, s.name});
+    for (int i = 0; i < 10; i++) {
+        HistoryRequest r;
+        r.bytes = "w" + std::to_string(i);
+        r.hash = request_hash(r.bytes);
+        r.segments = {seg(a, "fn:main").id, warm.id};
+        h += format_history_request(r);
+    }
+    AnalyzeOptions o;
+    o.inputs = {bc("prog_b")};
+    auto b_static = run(o).map;
+    o.history = write_temp("prog_a.jsonl", h);
+    auto rep = run(o);
+    const auto& b = rep.map;
+    const Segment& fill = seg(b, "fn:fill_buffer");
+    CHECK(fill.shash == warm.shash); // same body, different name and globals
+    CHECK(fill.sid == warm.sid);
+    CHECK(fill.id != warm.id);
+    CHECK(fill.evidence == "history:10/10");
+    double w0 = seg(b_static, "fn:fill_buffer").weight;
+    CHECK(fill.weight == doctest::Approx((10 + 10 * w0) / 20.0));
+    CHECK(fill.weight > w0);
+    // Code program A did not have is not evidence of absence.
+    CHECK(seg(b, "fn:count_line").evidence == "static");
+    CHECK(seg(b, "fn:count_line").weight == seg(b_static, "fn:count_line").weight);
+    CHECK(rep.history_matched_by_sid >= 1);
+}
+
+TEST_CASE("the same input gives the same map") {
+    AnalyzeOptions o;
+    o.inputs = {bc("routes_strcmp")};
+    CHECK(format_pmap_text(run(o).map) == format_pmap_text(run(o).map));
+    CHECK(format_pmap_json(run(o).map) == format_pmap_json(run(o).map));
+}
+
+TEST_CASE("several inputs are linked into one module") {
+    AnalyzeOptions o;
+    o.inputs = {bc("hotcold"), bc("inline")};
+    // Two mains cannot be linked: a clear error, not a crash.
+    auto r = analyze(o);
+    REQUIRE_FALSE(r);
+    CHECK(r.error().message.find("cannot link") != std::string::npos);
+}
+
+TEST_CASE("segment ids are stable across unrelated programs and names are readable") {
+    auto a = run("prog_a").map;
+    auto b = run("prog_b").map;
+    // main differs, so its structural ids differ; ids hash the name.
+    CHECK(seg(a, "fn:main").id == seg(b, "fn:main").id);
+    CHECK(seg(a, "fn:main").sid != seg(b, "fn:main").sid);
+    for (const auto& s : a.segments) {
+        CHECK(s.name.find(' ') == std::string::npos);
+        CHECK(s.weight >= 0);
+        CHECK(s.weight <= 1);
+    }
+}
+
+TEST_CASE("errors name the input") {
+    AnalyzeOptions o;
+    o.inputs = {std::string(PRESNAP_TEST_FIXTURES) + "/not-bitcode.bc"};
+    auto r = analyze(o);
+    REQUIRE_FALSE(r);
+    CHECK(r.error().code == presnap::Errc::kFormat);
+    CHECK(r.error().context == o.inputs[0]);
+    o.inputs = {bc("hotcold")};
+    o.entries = {"nope"};
+    r = analyze(o);
+    REQUIRE_FALSE(r);
+    CHECK(r.error().message.find("'nope'") != std::string::npos);
+}

@@ -1,0 +1,21 @@
+cmake_minimum_required(VERSION 3.25)
+# Two runs on the same input must give byte-identical maps (text and JSON).
+file(MAKE_DIRECTORY ${WORK})
+foreach(form text json)
+  set(flag)
+  if(form STREQUAL json)
+    set(flag --json)
+  endif()
+  foreach(run 1 2)
+    execute_process(COMMAND ${PEA} ${BC} --elf ${ELF} ${flag} -o ${WORK}/${form}${run}
+                    RESULT_VARIABLE rc)
+    if(NOT rc EQUAL 0)
+      message(FATAL_ERROR "pea-analyze failed (${rc})")
+    endif()
+  endforeach()
+  execute_process(COMMAND ${CMAKE_COMMAND} -E compare_files ${WORK}/${form}1 ${WORK}/${form}2
+                  RESULT_VARIABLE same)
+  if(NOT same EQUAL 0)
+    message(FATAL_ERROR "${form} output differs between two runs")
+  endif()
+endforeach()
