@@ -1,0 +1,88 @@
+// The monitor: boots a static Linux program in a KVM guest and serves the
+// request protocol of DESIGN.md section 3 over file descriptors. Requests are
+// lines on `in_fd`; the guest's read(0) gets the current request; when the
+// request is used up and the guest reads again (the wait point), what it wrote
+// to fd 1 since is the response, written to `out_fd`. fd 2 passes through.
+//
+// Guest failures (faults, timeouts, limits) are outcomes, not Errors: an Error
+// means the host could not do its part (no KVM, unreadable program ...).
+#pragma once
+
+#include "presnap/error.h"
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace presnap::vmm {
+
+struct MonitorConfig {
+    std::string program;           // host path of the static executable
+    std::vector<std::string> args; // argv[1..]
+    std::vector<std::string> env;
+    std::optional<std::string> rootfs;
+    uint64_t mem_size = 256ull << 20;
+    double timeout_s = 10.0;             // per request (and for start-up), wall time
+    uint64_t max_request = 64ull << 20;  // bytes in one request line
+    uint64_t max_response = 64ull << 20; // bytes in one response
+    bool deterministic = false;          // virtual clock and fixed random seed
+    uint64_t seed = 0;                   // random seed with `deterministic`
+    int in_fd = 0, out_fd = 1, err_fd = 2;
+    // Receives warnings (unsupported syscalls, out of memory ...), one line each.
+    std::function<void(const std::string&)> warn;
+};
+
+// How a run ended.
+struct RunOutcome {
+    enum class Kind {
+        kExited,     // the program exited: `status`
+        kSignaled,   // the program was killed (by itself, or a CPU exception): `signal`
+        kTimeout,    // a request ran longer than the timeout
+        kGuestError, // the guest broke a limit or the ABI (triple fault, bad pointer ...)
+    };
+    Kind kind = Kind::kExited;
+    int status = 0;
+    int signal = 0;
+    std::string message;   // for everything but a plain exit: what happened, where
+    uint64_t requests = 0; // requests delivered
+};
+
+// Timings of one run, for --stats and the benchmarks (microseconds).
+struct RunStats {
+    double setup_us = 0;                 // monitor start to the first KVM_RUN
+    double first_exit_us = 0;            // monitor start to the first exit of any kind
+    double startup_us = 0;               // monitor start to the first wait point
+    std::vector<double> request_us;      // delivery to wait point, per request
+    std::vector<uint64_t> request_exits; // exits per request (1 = just the wait point)
+    uint64_t exits = 0;
+};
+
+class Monitor {
+  public:
+    static Result<std::unique_ptr<Monitor>> boot(const MonitorConfig& cfg);
+    ~Monitor();
+
+    // Serves requests until EOF, exit, or a guest failure.
+    Result<RunOutcome> serve();
+    const RunStats& stats() const { return stats_; }
+
+  private:
+    struct Impl;
+    explicit Monitor(std::unique_ptr<Impl> impl);
+    std::unique_ptr<Impl> impl_;
+    RunStats stats_;
+};
+
+// Exit status snaprun uses for an outcome (documented in snaprun(1)).
+int exit_code_for(const RunOutcome& o);
+inline constexpr int kExitGuestError = 123;
+inline constexpr int kExitTimeout = 124;
+inline constexpr int kExitHostError = 125;
+
+// Name of an x86-64 Linux syscall number ("syscall_N" when unknown).
+std::string syscall_name(uint64_t nr);
+
+} // namespace presnap::vmm

@@ -1,0 +1,699 @@
+#include "presnap/vmm/monitor.h"
+
+#include "presnap/guest_abi.h"
+#include "presnap/vmm/boot_stack.h"
+#include "presnap/vmm/elf_loader.h"
+#include "presnap/vmm/guest_memory.h"
+#include "presnap/vmm/kvm.h"
+#include "presnap/vmm/rootfs.h"
+#include "presnap/vmm/x86_64.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <ctime>
+#include <elf.h>
+#include <fcntl.h>
+#include <set>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <unistd.h>
+#include <x86intrin.h>
+
+extern "C" const uint8_t presnap_guest_image[];
+extern "C" const uint8_t presnap_guest_image_end[];
+
+namespace presnap::vmm {
+namespace {
+
+constexpr uint64_t kMaxProgramBytes = 1ull << 30;
+
+int64_t clock_ns(clockid_t c) {
+    timespec ts;
+    clock_gettime(c, &ts);
+    return int64_t(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+}
+
+// The one timer of the process: SIGALRM stops KVM_RUN via immediate_exit.
+std::atomic<kvm_run*> g_active_run{nullptr};
+volatile sig_atomic_t g_alarm = 0;
+
+void on_alarm(int) {
+    g_alarm = 1;
+    if (kvm_run* r = g_active_run.load())
+        r->immediate_exit = 1;
+}
+
+void install_alarm_handler() {
+    static bool done = false;
+    if (done)
+        return;
+    struct sigaction sa {};
+    sa.sa_handler = on_alarm;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGALRM, &sa, nullptr); // no SA_RESTART: KVM_RUN must return EINTR
+    signal(SIGPIPE, SIG_IGN);
+    done = true;
+}
+
+void arm_timer(double seconds) {
+    g_alarm = 0;
+    itimerval it{};
+    it.it_value.tv_sec = time_t(seconds);
+    it.it_value.tv_usec = suseconds_t((seconds - double(it.it_value.tv_sec)) * 1e6);
+    if (it.it_value.tv_sec == 0 && it.it_value.tv_usec == 0)
+        it.it_value.tv_usec = 1;
+    setitimer(ITIMER_REAL, &it, nullptr);
+}
+
+void disarm_timer() {
+    itimerval it{};
+    setitimer(ITIMER_REAL, &it, nullptr);
+    g_alarm = 0;
+}
+
+Result<std::vector<uint8_t>> read_file(const std::string& path) {
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return make_errno_error(Errc::kIo, errno, "cannot open");
+    struct stat st;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        ::close(fd);
+        return make_error(Errc::kInvalidArgument, "not a regular file");
+    }
+    if (uint64_t(st.st_size) > kMaxProgramBytes) {
+        ::close(fd);
+        return make_error(Errc::kInvalidArgument, "file is larger than {} MiB",
+                          kMaxProgramBytes >> 20);
+    }
+    std::vector<uint8_t> buf(size_t(st.st_size));
+    size_t got = 0;
+    while (got < buf.size()) {
+        ssize_t r = ::read(fd, buf.data() + got, buf.size() - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            int err = r < 0 ? errno : EIO;
+            ::close(fd);
+            return make_errno_error(Errc::kIo, err, "cannot read");
+        }
+        got += size_t(r);
+    }
+    ::close(fd);
+    return buf;
+}
+
+Status write_all(int fd, const uint8_t* p, size_t n) {
+    while (n) {
+        ssize_t r = ::write(fd, p, n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return make_errno_error(Errc::kIo, errno, "cannot write output");
+        p += r;
+        n -= size_t(r);
+    }
+    return {};
+}
+
+// splitmix64: expands the --seed of a deterministic run into seed bytes.
+void seed_bytes(uint64_t seed, uint8_t* out, size_t n) {
+    for (size_t i = 0; i < n; i += 8) {
+        uint64_t z = (seed += 0x9e3779b97f4a7c15ull);
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+        z ^= z >> 31;
+        std::memcpy(out + i, &z, std::min<size_t>(8, n - i));
+    }
+}
+
+// Reads request lines from a descriptor in chunks of at most the guest's
+// input buffer, so a long line never has to fit in host memory at once.
+class LineReader {
+  public:
+    explicit LineReader(int fd) : fd_(fd) {}
+    struct Chunk {
+        uint64_t len = 0;
+        bool ends_request = false; // a newline (or EOF) ended the request
+        bool eof = false;          // nothing more will come
+    };
+    Result<Chunk> next(uint8_t* dst, uint64_t cap) {
+        Chunk c;
+        while (c.len < cap) {
+            if (pos_ == len_) {
+                if (eof_)
+                    break;
+                ssize_t r = ::read(fd_, buf_, sizeof buf_);
+                if (r < 0 && errno == EINTR)
+                    continue;
+                if (r < 0)
+                    return make_errno_error(Errc::kIo, errno, "cannot read requests");
+                if (r == 0) {
+                    eof_ = true;
+                    break;
+                }
+                pos_ = 0;
+                len_ = size_t(r);
+            }
+            size_t avail = std::min<size_t>(len_ - pos_, cap - c.len);
+            auto* nl = static_cast<uint8_t*>(std::memchr(buf_ + pos_, '\n', avail));
+            size_t take = nl ? size_t(nl - (buf_ + pos_)) + 1 : avail;
+            std::memcpy(dst + c.len, buf_ + pos_, take);
+            c.len += take;
+            pos_ += take;
+            if (nl) {
+                c.ends_request = true;
+                break;
+            }
+        }
+        if (eof_ && pos_ == len_) {
+            if (c.len > 0)
+                c.ends_request = true; // a last line without a newline
+            else
+                c.eof = true;
+        }
+        return c;
+    }
+
+  private:
+    int fd_;
+    uint8_t buf_[64 * 1024];
+    size_t pos_ = 0, len_ = 0;
+    bool eof_ = false;
+};
+
+const char* exception_name(uint64_t v) {
+    static const char* names[] = {"divide error",
+                                  "debug exception",
+                                  "non-maskable interrupt",
+                                  "breakpoint",
+                                  "overflow",
+                                  "bound range exceeded",
+                                  "invalid opcode",
+                                  "device not available",
+                                  "double fault",
+                                  "coprocessor segment overrun",
+                                  "invalid TSS",
+                                  "segment not present",
+                                  "stack-segment fault",
+                                  "general protection fault",
+                                  "page fault",
+                                  "reserved exception 15",
+                                  "x87 floating-point exception",
+                                  "alignment check",
+                                  "machine check",
+                                  "SIMD floating-point exception"};
+    return v < std::size(names) ? names[v] : "exception";
+}
+
+int exception_signal(uint64_t v) {
+    switch (v) {
+    case 0:
+    case 7:
+    case 16:
+    case 19:
+        return SIGFPE;
+    case 1:
+    case 3:
+        return SIGTRAP;
+    case 6:
+        return SIGILL;
+    case 17:
+        return SIGBUS;
+    default:
+        return SIGSEGV;
+    }
+}
+
+} // namespace
+
+struct Monitor::Impl {
+    MonitorConfig cfg;
+    Vm vm;
+    std::optional<Vcpu> vcpu;
+    uint8_t* mem_host = nullptr;
+    GuestMemory mem;
+    GuestLayout layout;
+    LineReader reader;
+    int64_t start_ns = 0;
+    // TSC calibration against CLOCK_MONOTONIC_RAW.
+    uint64_t tsc0 = 0;
+    int64_t raw0 = 0;
+    // Request protocol.
+    bool started = false;    // the first wait point was reached
+    bool in_request = false; // the last chunk delivered did not end its request
+    uint64_t request_no = 0;
+    uint64_t request_bytes = 0, response_bytes = 0;
+    int64_t request_start_ns = 0;
+    uint64_t exits_at_request_start = 0;
+    double deadline_s = 0;
+    std::set<uint64_t> reported;
+
+    Impl(const MonitorConfig& c, Vm v) : cfg(c), vm(std::move(v)), reader(c.in_fd) {}
+    ~Impl() {
+        g_active_run.store(nullptr);
+        if (mem_host)
+            munmap(mem_host, layout.mem_size);
+    }
+
+    std::string where() const {
+        return request_no == 0 ? std::string("during start-up")
+                               : fmt::format("request {}", request_no);
+    }
+    void warn(const std::string& msg) {
+        if (cfg.warn)
+            cfg.warn(msg);
+    }
+    uint64_t tsc_hz() const {
+        int64_t dns = clock_ns(CLOCK_MONOTONIC_RAW) - raw0;
+        uint64_t dt = __rdtsc() - tsc0;
+        if (dns < 200000)
+            return 0;
+        return uint64_t((unsigned __int128)dt * 1000000000u / uint64_t(dns));
+    }
+};
+
+Monitor::Monitor(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Monitor::~Monitor() = default;
+
+Result<std::unique_ptr<Monitor>> Monitor::boot(const MonitorConfig& cfg) {
+    int64_t t0 = clock_ns(CLOCK_MONOTONIC);
+    uint64_t tsc0 = __rdtsc();
+    int64_t raw0 = clock_ns(CLOCK_MONOTONIC_RAW);
+
+    auto file = read_file(cfg.program);
+    if (!file)
+        return std::unexpected(file.error().with_context(cfg.program));
+    auto elf = parse_elf(*file, PSN_PIE_BASE);
+    if (!elf)
+        return std::unexpected(elf.error().with_context(cfg.program));
+    if (elf->low < PSN_USER_BASE)
+        return make_error(Errc::kUnsupported,
+                          "{}: program is linked at 0x{:x}, below the lowest user address 0x{:x}",
+                          cfg.program, elf->low, PSN_USER_BASE);
+    std::vector<uint8_t> rootfs;
+    if (cfg.rootfs) {
+        auto r = build_rootfs_image(*cfg.rootfs);
+        if (!r)
+            return std::unexpected(r.error().with_context(*cfg.rootfs));
+        rootfs = std::move(*r);
+    }
+    auto layout = compute_layout(cfg.mem_size, rootfs.size(), elf->high);
+    if (!layout)
+        return std::unexpected(layout.error().with_context(cfg.program));
+
+    auto vm = Vm::create();
+    if (!vm)
+        return std::unexpected(vm.error());
+    auto impl = std::make_unique<Impl>(cfg, std::move(*vm));
+    impl->start_ns = t0;
+    impl->tsc0 = tsc0;
+    impl->raw0 = raw0;
+    impl->layout = *layout;
+    void* host = mmap(nullptr, layout->mem_size, PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (host == MAP_FAILED)
+        return make_errno_error(Errc::kIo, errno, "cannot allocate guest memory");
+    impl->mem_host = static_cast<uint8_t*>(host);
+    impl->mem = GuestMemory(impl->mem_host, layout->mem_size);
+    if (auto s = impl->vm.set_memory(host, layout->mem_size, false); !s)
+        return std::unexpected(s.error());
+    GuestMemory& mem = impl->mem;
+
+    // Guest kernel image.
+    std::span<const uint8_t> kimg(presnap_guest_image,
+                                  size_t(presnap_guest_image_end - presnap_guest_image));
+    psn_kernel_header kh{};
+    if (kimg.size() < sizeof kh)
+        return make_error(Errc::kInternal, "embedded guest kernel is truncated");
+    std::memcpy(&kh, kimg.data(), sizeof kh);
+    if (kh.magic != PSN_KERNEL_MAGIC || kh.abi_version != PSN_ABI_VERSION ||
+        kh.image_end > PSN_KERNEL_LIMIT)
+        return make_error(Errc::kInternal, "embedded guest kernel has a bad header (ABI {})",
+                          kh.abi_version);
+    if (auto s = mem.write(PSN_KERNEL_BASE, kimg); !s)
+        return std::unexpected(s.error());
+    if (auto s = write_system_tables(mem, *layout, kh.exc_table); !s)
+        return std::unexpected(s.error());
+    if (auto s = load_elf(*elf, *file, mem); !s)
+        return std::unexpected(s.error().with_context(cfg.program));
+    if (!rootfs.empty())
+        if (auto s = mem.write(layout->rootfs, rootfs); !s)
+            return std::unexpected(s.error());
+
+    auto cpu = guest_cpu(impl->vm);
+    if (!cpu)
+        return std::unexpected(cpu.error());
+
+    // Random bytes: from the host, or from --seed when deterministic.
+    uint8_t seeds[48];
+    if (cfg.deterministic)
+        seed_bytes(cfg.seed, seeds, sizeof seeds);
+    else if (getrandom(seeds, sizeof seeds, 0) != ssize_t(sizeof seeds))
+        return make_errno_error(Errc::kIo, errno, "getrandom");
+
+    StackSpec ss;
+    ss.top = layout->stack_top;
+    ss.argv.push_back(cfg.program);
+    ss.argv.insert(ss.argv.end(), cfg.args.begin(), cfg.args.end());
+    ss.envp = cfg.env;
+    ss.execfn = cfg.program;
+    std::memcpy(ss.at_random.data(), seeds + 32, 16);
+    ss.auxv = {{AT_PHDR, elf->phdr},   {AT_PHENT, elf->phentsize},
+               {AT_PHNUM, elf->phnum}, {AT_PAGESZ, kPageSize},
+               {AT_BASE, 0},           {AT_FLAGS, 0},
+               {AT_ENTRY, elf->entry}, {AT_UID, 1000},
+               {AT_EUID, 1000},        {AT_GID, 1000},
+               {AT_EGID, 1000},        {AT_SECURE, 0},
+               {AT_HWCAP, cpu->hwcap}, {AT_HWCAP2, 2 /* FSGSBASE */},
+               {AT_CLKTCK, 100}};
+    auto stack = build_stack(ss);
+    if (!stack)
+        return std::unexpected(stack.error());
+    if (auto s = mem.write(stack->rsp, stack->bytes); !s)
+        return std::unexpected(s.error());
+
+    psn_boot_info bi{};
+    bi.magic = PSN_BOOT_MAGIC;
+    bi.abi_version = PSN_ABI_VERSION;
+    bi.flags = cfg.deterministic ? PSN_BOOT_DETERMINISTIC : 0;
+    bi.mem_size = layout->mem_size;
+    bi.brk_start = layout->brk_start;
+    bi.mmap_top = layout->mmap_top;
+    bi.stack_low = layout->stack_low;
+    bi.stack_top = layout->stack_top;
+    bi.in_buf = layout->in_buf;
+    bi.out_buf = layout->out_buf;
+    bi.rootfs_addr = layout->rootfs;
+    bi.rootfs_size = layout->rootfs_size;
+    std::memcpy(bi.random_seed, seeds, 32);
+    bi.exe_path = stack->execfn_addr;
+
+    auto vcpu = Vcpu::create(impl->vm);
+    if (!vcpu)
+        return std::unexpected(vcpu.error());
+    impl->vcpu.emplace(std::move(*vcpu));
+    Vcpu& vc = *impl->vcpu;
+    if (auto s = vc.set_cpuid(cpu->cpuid); !s)
+        return std::unexpected(s.error());
+    auto sregs = vc.sregs();
+    if (!sregs)
+        return std::unexpected(sregs.error());
+    if (auto s = vc.set_sregs(long_mode_sregs(*sregs, *layout)); !s)
+        return std::unexpected(s.error());
+    if (auto s = vc.set_msrs(syscall_msrs(kh.syscall_entry)); !s)
+        return std::unexpected(s.error());
+    if (auto s = vc.set_xcr0(cpu->xcr0); !s)
+        return std::unexpected(s.error());
+    kvm_regs regs{};
+    regs.rip = elf->entry;
+    regs.rsp = stack->rsp;
+    regs.rflags = 0x3002; // IOPL 3 (hypercalls by `out` from CPL3), interrupts off
+    if (auto s = vc.set_regs(regs); !s)
+        return std::unexpected(s.error());
+
+    // The clock: calibrate the TSC over at least 300 µs of set-up.
+    while (clock_ns(CLOCK_MONOTONIC_RAW) - raw0 < 300000)
+        ;
+    if (!cfg.deterministic) {
+        bi.tsc_hz = impl->tsc_hz();
+        bi.realtime_ns = clock_ns(CLOCK_REALTIME);
+        bi.monotonic_ns = clock_ns(CLOCK_MONOTONIC);
+    }
+    if (auto s = mem.write_obj(PSN_BOOT_INFO_ADDR, bi); !s)
+        return std::unexpected(s.error());
+    install_alarm_handler();
+    return std::unique_ptr<Monitor>(new Monitor(std::move(impl)));
+}
+
+int exit_code_for(const RunOutcome& o) {
+    switch (o.kind) {
+    case RunOutcome::Kind::kExited:
+        return o.status & 0xff;
+    case RunOutcome::Kind::kSignaled:
+        return 128 + o.signal;
+    case RunOutcome::Kind::kTimeout:
+        return kExitTimeout;
+    case RunOutcome::Kind::kGuestError:
+        return kExitGuestError;
+    }
+    return kExitHostError;
+}
+
+Result<RunOutcome> Monitor::serve() {
+    Impl& m = *impl_;
+    Vcpu& vc = *m.vcpu;
+    kvm_run* run = vc.state();
+    RunStats& st = stats_;
+    g_active_run.store(run);
+    m.deadline_s = m.cfg.timeout_s;
+    arm_timer(m.cfg.timeout_s);
+    st.setup_us = double(clock_ns(CLOCK_MONOTONIC) - m.start_ns) / 1e3;
+
+    auto rip = [&]() -> uint64_t {
+        auto r = vc.regs();
+        return r ? r->rip : 0;
+    };
+    auto outcome = [&](RunOutcome::Kind k, std::string msg) {
+        disarm_timer();
+        RunOutcome o;
+        o.kind = k;
+        o.message = std::move(msg);
+        o.requests = m.request_no;
+        return o;
+    };
+    auto guest_error = [&](std::string msg) {
+        return outcome(RunOutcome::Kind::kGuestError, m.where() + ": " + msg);
+    };
+    // Passes guest stdout bytes to the host, within the response limit.
+    auto emit = [&](uint64_t addr, uint64_t len, int fd) -> Result<std::optional<RunOutcome>> {
+        if (len == 0)
+            return std::nullopt;
+        auto span = m.mem.span(addr, len);
+        if (!span)
+            return guest_error("bad output buffer: " + span.error().message);
+        if (fd == 1) {
+            m.response_bytes += len;
+            if (m.response_bytes > m.cfg.max_response)
+                return guest_error(fmt::format("response is longer than the limit of {} bytes "
+                                               "(--max-response)",
+                                               m.cfg.max_response));
+        }
+        if (auto s = write_all(fd == 1 ? m.cfg.out_fd : m.cfg.err_fd, span->data(), len); !s)
+            return std::unexpected(s.error());
+        return std::nullopt;
+    };
+
+    for (;;) {
+        auto r = vc.run();
+        if (!r)
+            return std::unexpected(r.error());
+        if (!*r) { // interrupted
+            run->immediate_exit = 0;
+            if (g_alarm)
+                return outcome(RunOutcome::Kind::kTimeout,
+                               fmt::format("{}: timed out after {} s (rip 0x{:x})", m.where(),
+                                           m.cfg.timeout_s, rip()));
+            continue;
+        }
+        st.exits++;
+        if (st.exits == 1)
+            st.first_exit_us = double(clock_ns(CLOCK_MONOTONIC) - m.start_ns) / 1e3;
+        switch (run->exit_reason) {
+        case KVM_EXIT_IO: {
+            uint16_t port = run->io.port;
+            if (run->io.direction != KVM_EXIT_IO_OUT || run->io.size != 4 || run->io.count != 1 ||
+                port <= PSN_HC_PORT_BASE || port >= PSN_HC_PORT_BASE + PSN_HC_COUNT)
+                return guest_error(fmt::format("I/O to port 0x{:x} (rip 0x{:x})", port, rip()));
+            uint32_t gpa;
+            std::memcpy(&gpa, reinterpret_cast<uint8_t*>(run) + run->io.data_offset, 4);
+            switch (port - PSN_HC_PORT_BASE) {
+            case PSN_HC_INPUT: {
+                auto hc = m.mem.read_obj<psn_hc_input>(gpa);
+                if (!hc)
+                    return guest_error("bad hypercall argument: " + hc.error().message);
+                auto e = emit(hc->out_addr, hc->out_len, 1);
+                if (!e)
+                    return std::unexpected(e.error());
+                if (*e)
+                    return **e;
+                auto in = m.mem.span_for_write(m.layout.in_buf, PSN_IO_BUFFER_SIZE);
+                if (!in)
+                    return std::unexpected(in.error());
+                hc->request_start = 0;
+                if (!m.in_request) { // the wait point
+                    int64_t now = clock_ns(CLOCK_MONOTONIC);
+                    if (!m.started) {
+                        m.started = true;
+                        st.startup_us = double(now - m.start_ns) / 1e3;
+                    } else if (m.request_no > 0) {
+                        st.request_us.push_back(double(now - m.request_start_ns) / 1e3);
+                        st.request_exits.push_back(st.exits - m.exits_at_request_start);
+                    }
+                    disarm_timer();
+                }
+                auto chunk = m.reader.next(in->data(), PSN_IO_BUFFER_SIZE);
+                if (!chunk)
+                    return std::unexpected(chunk.error());
+                if (!m.in_request && chunk->len > 0) {
+                    m.request_no++;
+                    m.request_bytes = 0;
+                    m.response_bytes = 0;
+                    hc->request_start = 1;
+                    m.request_start_ns = clock_ns(CLOCK_MONOTONIC);
+                    m.exits_at_request_start = st.exits;
+                    arm_timer(m.cfg.timeout_s);
+                }
+                m.request_bytes += chunk->len;
+                if (m.request_bytes > m.cfg.max_request)
+                    return guest_error(
+                        fmt::format("request is longer than the limit of {} bytes (--max-request)",
+                                    m.cfg.max_request));
+                m.in_request = chunk->len > 0 && !chunk->ends_request;
+                hc->in_len = chunk->len;
+                hc->eof = chunk->eof ? 1 : 0;
+                hc->request_index = m.request_no;
+                if (!m.cfg.deterministic) {
+                    hc->realtime_ns = clock_ns(CLOCK_REALTIME);
+                    hc->monotonic_ns = clock_ns(CLOCK_MONOTONIC);
+                    hc->tsc_hz = m.tsc_hz();
+                }
+                if (auto s = m.mem.write_obj(gpa, *hc); !s)
+                    return guest_error("bad hypercall argument: " + s.error().message);
+                break;
+            }
+            case PSN_HC_WRITE: {
+                auto hc = m.mem.read_obj<psn_hc_write>(gpa);
+                if (!hc)
+                    return guest_error("bad hypercall argument: " + hc.error().message);
+                if (hc->fd != 1 && hc->fd != 2)
+                    return guest_error(fmt::format("write hypercall for fd {}", hc->fd));
+                auto e = emit(hc->addr, hc->len, int(hc->fd));
+                if (!e)
+                    return std::unexpected(e.error());
+                if (*e)
+                    return **e;
+                break;
+            }
+            case PSN_HC_EXIT: {
+                auto hc = m.mem.read_obj<psn_hc_exit>(gpa);
+                if (!hc)
+                    return guest_error("bad hypercall argument: " + hc.error().message);
+                auto e = emit(hc->out_addr, hc->out_len, 1);
+                if (!e)
+                    return std::unexpected(e.error());
+                if (*e)
+                    return **e;
+                if (hc->signal) {
+                    auto o =
+                        outcome(RunOutcome::Kind::kSignaled,
+                                fmt::format("{}: program killed itself with signal {} ({})",
+                                            m.where(), hc->signal, strsignal(int(hc->signal))));
+                    o.signal = int(hc->signal);
+                    return o;
+                }
+                auto o = outcome(RunOutcome::Kind::kExited, "");
+                o.status = hc->status & 0xff;
+                return o;
+            }
+            case PSN_HC_FAULT: {
+                auto hc = m.mem.read_obj<psn_hc_fault>(gpa);
+                if (!hc)
+                    return guest_error("bad hypercall argument: " + hc.error().message);
+                std::string msg =
+                    fmt::format("{}: guest {}", m.where(), exception_name(hc->vector));
+                if (hc->vector == 14)
+                    msg += fmt::format(" at address 0x{:x} ({} by {} code)", hc->cr2,
+                                       (hc->error_code & 2) ? "write" : "read",
+                                       (hc->error_code & 4) ? "user" : "kernel");
+                else if (hc->error_code)
+                    msg += fmt::format(" (error code 0x{:x})", hc->error_code);
+                msg += fmt::format(", rip 0x{:x}, rsp 0x{:x}", hc->rip, hc->rsp);
+                auto o = outcome(RunOutcome::Kind::kSignaled, msg);
+                o.signal = exception_signal(hc->vector);
+                return o;
+            }
+            case PSN_HC_NOTICE: {
+                auto hc = m.mem.read_obj<psn_hc_notice>(gpa);
+                if (!hc)
+                    return guest_error("bad hypercall argument: " + hc.error().message);
+                switch (hc->kind) {
+                case PSN_NOTICE_UNSUPPORTED_SYSCALL:
+                case PSN_NOTICE_REFUSED_SYSCALL:
+                    if (m.reported.insert(hc->arg0).second)
+                        m.warn(fmt::format("{}: {} syscall {} ({}) returned ENOSYS{}", m.where(),
+                                           hc->kind == PSN_NOTICE_REFUSED_SYSCALL ? "refused"
+                                                                                  : "unsupported",
+                                           hc->arg0, syscall_name(hc->arg0),
+                                           hc->kind == PSN_NOTICE_REFUSED_SYSCALL
+                                               ? ": a presnap guest is one process with no network"
+                                               : ""));
+                    break;
+                case PSN_NOTICE_OUT_OF_MEMORY:
+                    m.warn(fmt::format("{}: guest out of memory: {} of {} bytes refused (--mem is "
+                                       "{} MiB)",
+                                       m.where(), syscall_name(hc->arg1), hc->arg0,
+                                       m.layout.mem_size >> 20));
+                    break;
+                case PSN_NOTICE_DEADLOCK:
+                    return guest_error(fmt::format(
+                        "program waits forever on futex 0x{:x} (a single thread cannot be woken)",
+                        hc->arg0));
+                case PSN_NOTICE_KERNEL_PANIC: {
+                    auto s = m.mem.span(hc->arg0, std::min<uint64_t>(hc->arg1, 200));
+                    return guest_error("guest kernel panic: " +
+                                       (s ? std::string(s->begin(), s->end()) : "(bad message)"));
+                }
+                default:
+                    return guest_error(fmt::format("unknown notice {}", hc->kind));
+                }
+                break;
+            }
+            case PSN_HC_SLEEP: {
+                auto hc = m.mem.read_obj<psn_hc_sleep>(gpa);
+                if (!hc)
+                    return guest_error("bad hypercall argument: " + hc.error().message);
+                // Sleep, but never past the request's deadline: SIGALRM ends it.
+                timespec ts{time_t(hc->ns / 1000000000), long(hc->ns % 1000000000)};
+                while (nanosleep(&ts, &ts) < 0 && errno == EINTR && !g_alarm)
+                    ;
+                if (g_alarm)
+                    return outcome(RunOutcome::Kind::kTimeout,
+                                   fmt::format("{}: timed out after {} s (sleeping)", m.where(),
+                                               m.cfg.timeout_s));
+                break;
+            }
+            default:
+                return guest_error(fmt::format("reserved hypercall port 0x{:x}", port));
+            }
+            break;
+        }
+        case KVM_EXIT_SHUTDOWN:
+            return guest_error(fmt::format("triple fault (rip 0x{:x})", rip()));
+        case KVM_EXIT_HLT:
+            return guest_error(fmt::format("guest halted (rip 0x{:x})", rip()));
+        case KVM_EXIT_MMIO:
+            return guest_error(fmt::format("access to unbacked address 0x{:x} (rip 0x{:x})",
+                                           run->mmio.phys_addr, rip()));
+        case KVM_EXIT_INTERNAL_ERROR:
+            return guest_error(fmt::format("KVM internal error, suberror {}{} (rip 0x{:x})",
+                                           run->internal.suberror,
+                                           run->internal.suberror == KVM_INTERNAL_ERROR_EMULATION
+                                               ? " (instruction emulation failed)"
+                                               : "",
+                                           rip()));
+        case KVM_EXIT_FAIL_ENTRY:
+            return make_error(Errc::kKvm, "KVM_RUN failed to enter the guest (reason 0x{:x})",
+                              uint64_t(run->fail_entry.hardware_entry_failure_reason));
+        default:
+            return guest_error(
+                fmt::format("unexpected exit reason {} (rip 0x{:x})", run->exit_reason, rip()));
+        }
+    }
+}
+
+} // namespace presnap::vmm

@@ -1,0 +1,204 @@
+// snaprun: serve requests from a function running in a presnap KVM guest.
+// A thin main: parse options, call libcore's monitor, report. See snaprun(1).
+#include "presnap/vmm/kvm.h"
+#include "presnap/vmm/monitor.h"
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <cstdio>
+#include <ctime>
+#include <fmt/format.h>
+#include <string>
+#include <vector>
+
+using namespace presnap;
+
+namespace {
+
+constexpr const char* kTool = "snaprun";
+bool g_quiet = false;
+
+void error(const std::string& msg) {
+    fmt::print(stderr, "{}: error: {}\n", kTool, msg);
+}
+void note(const std::string& msg) {
+    fmt::print(stderr, "{}: note: {}\n", kTool, msg);
+}
+void warning(const std::string& msg) {
+    if (!g_quiet)
+        fmt::print(stderr, "{}: warning: {}\n", kTool, msg);
+}
+
+// "256M", "1G", "65536", "64K" -> bytes.
+std::optional<uint64_t> parse_size(const std::string& s) {
+    if (s.empty())
+        return std::nullopt;
+    size_t pos = 0;
+    unsigned long long v;
+    try {
+        v = std::stoull(s, &pos, 10);
+    } catch (...) {
+        return std::nullopt;
+    }
+    std::string suf = s.substr(pos);
+    uint64_t mul = 1;
+    if (suf == "K" || suf == "k" || suf == "KiB")
+        mul = 1ull << 10;
+    else if (suf == "M" || suf == "m" || suf == "MiB")
+        mul = 1ull << 20;
+    else if (suf == "G" || suf == "g" || suf == "GiB")
+        mul = 1ull << 30;
+    else if (!suf.empty())
+        return std::nullopt;
+    if (v > (~0ull) / mul)
+        return std::nullopt;
+    return v * mul;
+}
+
+double median(std::vector<double> v) {
+    if (v.empty())
+        return 0;
+    std::sort(v.begin(), v.end());
+    return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+    // Everything after `--cold PROGRAM` belongs to the program.
+    int split = argc;
+    for (int i = 1; i < argc; i++) {
+        std::string a = argv[i];
+        if (a == "--") {
+            split = i;
+            break;
+        }
+        if (a == "--cold" && i + 1 < argc) {
+            split = i + 2;
+            break;
+        }
+        if (a.rfind("--cold=", 0) == 0) {
+            split = i + 1;
+            break;
+        }
+    }
+    std::vector<std::string> program_args;
+    for (int i = split; i < argc; i++)
+        if (!(i == split && std::string(argv[i]) == "--"))
+            program_args.emplace_back(argv[i]);
+
+    CLI::App app{"Serve requests from a function running in a presnap KVM guest.\n"
+                 "Requests are lines on stdin; responses go to stdout.",
+                 kTool};
+    vmm::MonitorConfig cfg;
+    std::string mem = "256M", max_request = "64M", max_response = "64M";
+    std::vector<std::string> env;
+    std::string rootfs;
+    bool stats = false, version = false;
+    app.add_option("--cold", cfg.program,
+                   "boot PROGRAM (a static x86-64 Linux executable) and serve from it; "
+                   "arguments after PROGRAM are passed to it")
+        ->option_text("PROGRAM [ARGS...]");
+    app.add_option("--mem", mem, "guest memory size, a multiple of 2M (default 256M)")
+        ->option_text("SIZE");
+    app.add_option("--timeout", cfg.timeout_s,
+                   "wall-time limit per request, and for start-up, in seconds (default 10)")
+        ->option_text("SECONDS")
+        ->check(CLI::PositiveNumber);
+    app.add_option("--rootfs", rootfs, "read-only file tree the program sees as /")
+        ->option_text("DIR");
+    app.add_option("--env", env, "add NAME=VALUE to the program's environment (repeatable)")
+        ->option_text("NAME=VALUE");
+    app.add_option("--max-request", max_request, "longest request line accepted (default 64M)")
+        ->option_text("SIZE");
+    app.add_option("--max-response", max_response, "longest response allowed (default 64M)")
+        ->option_text("SIZE");
+    app.add_flag("--deterministic", cfg.deterministic,
+                 "virtual clock and random bytes from --seed: runs repeat exactly");
+    app.add_option("--seed", cfg.seed, "random seed with --deterministic (default 0)")
+        ->option_text("N");
+    app.add_flag("--stats", stats, "print start-up and per-request timings to stderr");
+    app.add_flag("-q,--quiet", g_quiet, "do not print warnings");
+    app.add_flag("--version", version, "print the version and exit");
+
+    try {
+        app.parse(split < argc ? split : argc, argv);
+    } catch (const CLI::CallForHelp&) {
+        fmt::print("{}", app.help());
+        return 0;
+    } catch (const CLI::ParseError& e) {
+        error(e.what());
+        note("see 'snaprun --help'");
+        return vmm::kExitHostError;
+    }
+    if (version) {
+        fmt::print("snaprun (presnap) 0.1.0\n");
+        return 0;
+    }
+    if (cfg.program.empty()) {
+        error("no function given (expected --cold PROGRAM)");
+        note("see 'snaprun --help'");
+        return vmm::kExitHostError;
+    }
+    auto msize = parse_size(mem), mreq = parse_size(max_request), mresp = parse_size(max_response);
+    if (!msize || !mreq || !mresp || *mreq == 0 || *mresp == 0) {
+        error(fmt::format("bad size '{}' (expected a number with an optional K, M or G suffix)",
+                          !msize  ? mem
+                          : !mreq ? max_request
+                                  : max_response));
+        return vmm::kExitHostError;
+    }
+    cfg.mem_size = *msize;
+    cfg.max_request = *mreq;
+    cfg.max_response = *mresp;
+    cfg.args = program_args;
+    cfg.env = env;
+    for (const auto& e : env)
+        if (e.find('=') == std::string::npos) {
+            error(fmt::format("bad --env '{}' (expected NAME=VALUE)", e));
+            return vmm::kExitHostError;
+        }
+    if (!rootfs.empty())
+        cfg.rootfs = rootfs;
+    cfg.warn = warning;
+
+    if (auto s = vmm::kvm_available(); !s) {
+        error(s.error().describe());
+        note("snaprun needs read-write access to /dev/kvm");
+        return vmm::kExitHostError;
+    }
+    auto mon = vmm::Monitor::boot(cfg);
+    if (!mon) {
+        error(mon.error().describe());
+        return vmm::kExitHostError;
+    }
+    auto out = (*mon)->serve();
+    if (!out) {
+        error(out.error().describe());
+        return vmm::kExitHostError;
+    }
+    const vmm::RunStats& st = (*mon)->stats();
+    if (stats) {
+        uint64_t max_exits = 0;
+        for (auto e : st.request_exits)
+            max_exits = std::max(max_exits, e);
+        fmt::print(stderr,
+                   "{}: stats: setup_us={:.0f} first_exit_us={:.0f} startup_us={:.0f} "
+                   "requests={} first_request_us={:.0f} median_request_us={:.1f} "
+                   "max_exits_per_request={} exits={}\n",
+                   kTool, st.setup_us, st.first_exit_us, st.startup_us, st.request_us.size(),
+                   st.request_us.empty() ? 0.0 : st.request_us.front(), median(st.request_us),
+                   max_exits, st.exits);
+        for (size_t i = 0; i < st.request_us.size(); i++)
+            fmt::print(stderr, "{}: stats: request {} us={:.1f} exits={}\n", kTool, i + 1,
+                       st.request_us[i], st.request_exits[i]);
+    }
+    if (!out->message.empty()) {
+        if (out->kind == vmm::RunOutcome::Kind::kSignaled &&
+            out->message.find("killed itself") != std::string::npos)
+            note(out->message);
+        else
+            error(out->message);
+    }
+    return vmm::exit_code_for(*out);
+}
