@@ -88,6 +88,10 @@ const llvm::Value* through_accessor(const Context& cx, const llvm::Value* o) {
 // fresh heap memory are not persistent by themselves.
 std::vector<Root> roots(const Context& cx, const llvm::Value* ptr, int depth = 0) {
     std::vector<Root> out;
+    // Loads through phis can chain forever (p = p->next): a few levels say
+    // whether memory hangs off a global; deeper is treated as unknown.
+    if (depth > 6)
+        return out;
     llvm::SmallVector<const llvm::Value*, 4> objs;
     llvm::getUnderlyingObjects(ptr, objs, nullptr, 8);
     for (const llvm::Value* o : objs) {
@@ -98,7 +102,7 @@ std::vector<Root> roots(const Context& cx, const llvm::Value* ptr, int depth = 0
         } else if (auto* ld = llvm::dyn_cast<llvm::LoadInst>(o)) {
             for (const Root& r : roots(cx, ld->getPointerOperand(), depth + 1))
                 out.push_back(r.kind == RootKind::kGlobal ? Root{RootKind::kGlobalRooted, r.g} : r);
-        } else if (const llvm::Value* inner = through_accessor(cx, o); inner && depth < 6) {
+        } else if (const llvm::Value* inner = through_accessor(cx, o)) {
             for (const Root& r : roots(cx, inner, depth + 1))
                 out.push_back(r);
         }

@@ -151,6 +151,10 @@ Status apply_profile(Context& cx, const AnalyzeOptions& o, AnalyzeReport& rep) {
             Error{Errc::kFormat, "corrupt profile: " + llvm::toString((*rd)->getError()), path});
     const double n = o.profile_requests;
     for (auto& fi : cx.fns) {
+        // main's entry count is per process, not per request: its request
+        // loop, not the profile, says what a request is.
+        if (fi->request_loop)
+            continue;
         double c;
         if (auto it = entry.find(llvm::getPGOFuncName(*fi->f)); it != entry.end())
             c = it->second;

@@ -298,3 +298,26 @@ TEST_CASE("errors name the input") {
     REQUIRE_FALSE(r);
     CHECK(r.error().message.find("'nope'") != std::string::npos);
 }
+
+#ifdef PRESNAP_TEST_PROFILE
+TEST_CASE("a profile's entry counts move the estimate as documented") {
+    AnalyzeOptions o;
+    o.inputs = {bc("lazy")};
+    auto base = run(o).map;
+    // lazy.requests: "1", "2", "b", "3": square() ran 3 times, get_banner once.
+    o.profile = PRESNAP_TEST_PROFILE;
+    o.profile_requests = 4;
+    auto rep = run(o);
+    const auto& m = rep.map;
+    CHECK(rep.profile_functions >= 4);
+    const Segment& sq = seg(m, "fn:square");
+    CHECK(sq.evidence == "profile:3");
+    CHECK(sq.count == doctest::Approx(0.75));
+    CHECK(sq.weight == doctest::Approx((3 + 10 * seg(base, "fn:square").weight) / 14.0));
+    CHECK(seg(m, "fn:get_banner").evidence == "profile:1");
+    CHECK(seg(m, "fn:get_banner").weight < seg(base, "fn:get_banner").weight);
+    // main's count is per process: left to the request loop.
+    CHECK(seg(m, "fn:main").evidence == "static");
+    CHECK(seg(m, "fn:main").weight == 1.0);
+}
+#endif
