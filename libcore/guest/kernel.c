@@ -900,38 +900,40 @@ static int refused(u64 nr) {
     return 0;
 }
 
+/* File descriptors are C ints: like Linux, only the low 32 bits of an fd
+ * argument count (glibc leaves the upper half of AT_FDCWD zero). */
 i64 psn_syscall(u64 nr, u64 a0, u64 a1, u64 a2, u64 a3, u64 a4, u64 a5) {
     if (!initialised)
         init();
     switch (nr) {
     case 0: /* read */
-        return sys_read((i64)a0, (u8*)a1, a2);
+        return sys_read((i64)(int)a0, (u8*)a1, a2);
     case 1: /* write */
-        return sys_write((i64)a0, (const u8*)a1, a2);
+        return sys_write((i64)(int)a0, (const u8*)a1, a2);
     case 2: /* open */
         return sys_openat(-100, (const char*)a0, a1);
     case 257: /* openat */
-        return sys_openat((i64)a0, (const char*)a1, a2);
+        return sys_openat((i64)(int)a0, (const char*)a1, a2);
     case 3: /* close */
-        if (!fd_ok((i64)a0))
+        if (!fd_ok((i64)(int)a0))
             return -EBADF;
-        fds[a0].kind = FD_NONE;
+        fds[(int)a0].kind = FD_NONE;
         return 0;
     case 4: /* stat */
     case 6: /* lstat */
         return stat_path(-100, (const char*)a0, (u8*)a1, 0);
     case 5: /* fstat */
-        if (!fd_ok((i64)a0))
+        if (!fd_ok((i64)(int)a0))
             return -EBADF;
         if (!user_ok(a1, 144))
             return -EFAULT;
-        return stat_fd((i64)a0, (u8*)a1);
+        return stat_fd((i64)(int)a0, (u8*)a1);
     case 262: /* newfstatat */
-        return stat_path((i64)a0, (const char*)a1, (u8*)a2, a3);
+        return stat_path((i64)(int)a0, (const char*)a1, (u8*)a2, a3);
     case 8: { /* lseek */
-        if (!fd_ok((i64)a0))
+        if (!fd_ok((i64)(int)a0))
             return -EBADF;
-        struct fd* f = &fds[a0];
+        struct fd* f = &fds[(int)a0];
         if (f->kind != FD_FILE && f->kind != FD_DIR)
             return f->kind == FD_NULL || f->kind == FD_ZERO || f->kind == FD_RANDOM ? 0 : -ESPIPE;
         i64 base = a2 == 0 ? 0 : a2 == 1 ? (i64)f->offset : a2 == 2 ? (i64)fs_entry(f->entry)->size : -1;
@@ -944,20 +946,20 @@ i64 psn_syscall(u64 nr, u64 a0, u64 a1, u64 a2, u64 a3, u64 a4, u64 a5) {
         return pos;
     }
     case 17: { /* pread64 */
-        if (!fd_ok((i64)a0))
+        if (!fd_ok((i64)(int)a0))
             return -EBADF;
-        if (fds[a0].kind != FD_FILE)
+        if (fds[(int)a0].kind != FD_FILE)
             return -ESPIPE;
         if (!user_ok(a1, a2))
             return -EFAULT;
-        return file_read(&fds[a0], (u8*)a1, a2, a3);
+        return file_read(&fds[(int)a0], (u8*)a1, a2, a3);
     }
     case 19: /* readv */
-        return sys_rwv((i64)a0, (const struct iovec*)a1, a2, 0);
+        return sys_rwv((i64)(int)a0, (const struct iovec*)a1, a2, 0);
     case 20: /* writev */
-        return sys_rwv((i64)a0, (const struct iovec*)a1, a2, 1);
+        return sys_rwv((i64)(int)a0, (const struct iovec*)a1, a2, 1);
     case 9: /* mmap */
-        return sys_mmap(a0, a1, a2, a3, (i64)a4, a5);
+        return sys_mmap(a0, a1, a2, a3, (i64)(int)a4, a5);
     case 10: /* mprotect: memory is always readable and writable */
         return (a0 & (PAGE - 1)) ? -EINVAL : user_ok(a0, a1) ? 0 : -ENOMEM;
     case 11: /* munmap */
@@ -1014,11 +1016,11 @@ i64 psn_syscall(u64 nr, u64 a0, u64 a1, u64 a2, u64 a3, u64 a4, u64 a5) {
             memset((void*)a1, 0, 24), ((u32*)a1)[2] = 2; /* SS_DISABLE */
         return 0;
     case 16: /* ioctl */
-        return sys_ioctl((i64)a0, a1, a2);
+        return sys_ioctl((i64)(int)a0, a1, a2);
     case 21: /* access */
     case 269: /* faccessat */
     case 439: { /* faccessat2 */
-        i64 dirfd = nr == 21 ? -100 : (i64)a0;
+        i64 dirfd = nr == 21 ? -100 : (i64)(int)a0;
         const char* p = (const char*)(nr == 21 ? a0 : a1);
         u64 mode = nr == 21 ? a1 : a2;
         i64 r = resolve(dirfd, p);
@@ -1035,7 +1037,7 @@ i64 psn_syscall(u64 nr, u64 a0, u64 a1, u64 a2, u64 a3, u64 a4, u64 a5) {
     case 267: { /* readlinkat */
         const char* p = (const char*)(nr == 89 ? a0 : a1);
         u64 buf = nr == 89 ? a1 : a2, sz = nr == 89 ? a2 : a3;
-        i64 r = resolve(nr == 89 ? -100 : (i64)a0, p);
+        i64 r = resolve(nr == 89 ? -100 : (i64)(int)a0, p);
         if (r < 0)
             return r;
         if (!kstrcmp(pathbuf, "/proc/self/exe")) {
@@ -1063,14 +1065,14 @@ i64 psn_syscall(u64 nr, u64 a0, u64 a1, u64 a2, u64 a3, u64 a4, u64 a5) {
         ((char*)a0)[1] = 0;
         return 2;
     case 72: { /* fcntl */
-        if (!fd_ok((i64)a0))
+        if (!fd_ok((i64)(int)a0))
             return -EBADF;
         switch (a1) {
         case 0:    /* F_DUPFD */
         case 1030: { /* F_DUPFD_CLOEXEC */
             i64 n = alloc_fd(a2);
             if (n >= 0)
-                fds[n] = fds[a0];
+                fds[n] = fds[(int)a0];
             return n;
         }
         case 1: /* F_GETFD */
@@ -1078,26 +1080,26 @@ i64 psn_syscall(u64 nr, u64 a0, u64 a1, u64 a2, u64 a3, u64 a4, u64 a5) {
         case 4: /* F_SETFL */
             return 0;
         case 3: /* F_GETFL */
-            return fds[a0].flags;
+            return fds[(int)a0].flags;
         }
         return -EINVAL;
     }
     case 32: { /* dup */
-        if (!fd_ok((i64)a0))
+        if (!fd_ok((i64)(int)a0))
             return -EBADF;
         i64 n = alloc_fd(0);
         if (n >= 0)
-            fds[n] = fds[a0];
+            fds[n] = fds[(int)a0];
         return n;
     }
     case 33:  /* dup2 */
     case 292: /* dup3 */
-        if (!fd_ok((i64)a0) || a1 >= PSN_MAX_FDS)
+        if (!fd_ok((i64)(int)a0) || (int)a1 < 0 || (int)a1 >= (int)PSN_MAX_FDS)
             return -EBADF;
         if (nr == 292 && a0 == a1)
             return -EINVAL;
-        fds[a1] = fds[a0];
-        return (i64)a1;
+        fds[(int)a1] = fds[(int)a0];
+        return (int)a1;
     case 39:  /* getpid */
     case 186: /* gettid */
         return 1;
@@ -1256,7 +1258,7 @@ i64 psn_syscall(u64 nr, u64 a0, u64 a1, u64 a2, u64 a3, u64 a4, u64 a5) {
     }
     case 62:  /* kill */
     case 200: /* tkill */
-        if (nr == 62 && a0 != 1 && a0 != 0 && (i64)a0 != -1)
+        if (nr == 62 && a0 != 1 && a0 != 0 && (i64)(int)a0 != -1)
             return -3; /* ESRCH */
         return kill_self(a1);
     case 234: /* tgkill */

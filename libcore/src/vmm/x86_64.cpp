@@ -108,9 +108,11 @@ Status write_system_tables(GuestMemory& mem, const GuestLayout& l, uint64_t exc_
                        0};
     // The TSS carries an I/O permission bitmap that opens only the hypercall
     // ports to CPL3 (ports past the bitmap's end are closed), so the guest
-    // kernel can make hypercalls whether it runs at CPL0 or CPL3.
+    // kernel can make hypercalls whether it runs at CPL0 or CPL3. A 4-byte
+    // `out` to port P checks the bits of P..P+3, hence the 3 extra ports.
     constexpr uint64_t kIomapBase = 0x68;
-    constexpr uint64_t kIomapBytes = (PSN_HC_PORT_BASE + PSN_HC_COUNT) / 8 + 1;
+    constexpr unsigned kOpenPortsEnd = PSN_HC_PORT_BASE + PSN_HC_COUNT + 3;
+    constexpr uint64_t kIomapBytes = kOpenPortsEnd / 8 + 1;
     uint64_t tss = PSN_TSS_ADDR, tss_limit = kIomapBase + kIomapBytes; // + terminator byte
     gdt[5] = (tss_limit & 0xffff) | ((tss & 0xffffff) << 16) | (0x89ull << 40) |
              (((tss >> 24) & 0xff) << 56);
@@ -123,7 +125,7 @@ Status write_system_tables(GuestMemory& mem, const GuestLayout& l, uint64_t exc_
     uint16_t iomap = kIomapBase;
     std::memcpy(tss_bytes + 0x66, &iomap, 2);
     std::memset(tss_bytes + kIomapBase, 0xff, kIomapBytes + 1);
-    for (unsigned port = PSN_HC_PORT_BASE; port < PSN_HC_PORT_BASE + PSN_HC_COUNT; port++)
+    for (unsigned port = PSN_HC_PORT_BASE; port < kOpenPortsEnd; port++)
         tss_bytes[kIomapBase + port / 8] &= uint8_t(~(1u << (port % 8)));
     if (auto s = mem.write(PSN_TSS_ADDR, tss_bytes); !s)
         return s;
@@ -164,7 +166,7 @@ kvm_sregs long_mode_sregs(const kvm_sregs& current, const GuestLayout& l) {
     s.ds = s.es = s.fs = s.gs = s.ss = data;
     kvm_segment tr{};
     tr.base = PSN_TSS_ADDR;
-    tr.limit = 0x68 + (PSN_HC_PORT_BASE + PSN_HC_COUNT) / 8 + 1;
+    tr.limit = 0x68 + (PSN_HC_PORT_BASE + PSN_HC_COUNT + 3) / 8 + 1;
     tr.selector = PSN_SEL_TSS;
     tr.type = 11; // 64-bit busy TSS
     tr.present = 1;
