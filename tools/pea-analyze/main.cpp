@@ -179,6 +179,8 @@ int main(int argc, char** argv) {
                             : presnap::analysis::format_pmap_text(rep->map);
     std::string why;
     if (!write_atomically(output, text, why)) {
+        if (!why.empty())
+            why[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(why[0])));
         error(fmt::format("{}: cannot write: {}", output, why));
         return kExitOutput;
     }
