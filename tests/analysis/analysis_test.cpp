@@ -321,3 +321,27 @@ TEST_CASE("a profile's entry counts move the estimate as documented") {
     CHECK(seg(m, "fn:main").weight == 1.0);
 }
 #endif
+
+TEST_CASE("recursion and indirect calls give finite, spread estimates") {
+    auto m = run("indirect").map;
+    for (const auto& s : m.segments) {
+        CHECK_MESSAGE(std::isfinite(s.count), s.name);
+        CHECK_MESSAGE(s.weight >= 0, s.name);
+        CHECK_MESSAGE(s.weight <= 1, s.name);
+    }
+    // The call through ops[] reaches each address-taken target, a third each.
+    const double f = seg(m, "fn:op_fib").weight, e = seg(m, "fn:op_even").weight,
+                 n = seg(m, "fn:op_neg").weight;
+    CHECK(f > 0.1);
+    CHECK(f == doctest::Approx(e));
+    CHECK(f == doctest::Approx(n));
+    CHECK(seg(m, "fn:op_fib").count ==
+          doctest::Approx(seg(m, "fn:main").count * 0.96875 / 3).epsilon(0.05));
+    // Recursive functions run when their caller does, no more often than it.
+    CHECK(seg(m, "fn:fib").weight <= f + 1e-9);
+    CHECK(seg(m, "fn:is_even").weight <= e + 1e-9);
+    CHECK(seg(m, "fn:is_odd").weight <= e + 1e-9);
+    // Recursion is capped at 32 times what enters it.
+    CHECK(seg(m, "fn:fib").count <= 32 * seg(m, "fn:op_fib").count + 1e-9);
+    CHECK(seg(m, "fn:fib").count > seg(m, "fn:op_fib").count);
+}
