@@ -345,3 +345,15 @@ TEST_CASE("recursion and indirect calls give finite, spread estimates") {
     CHECK(seg(m, "fn:fib").count <= 32 * seg(m, "fn:op_fib").count + 1e-9);
     CHECK(seg(m, "fn:fib").count > seg(m, "fn:op_fib").count);
 }
+
+TEST_CASE("a real C++ map's text form reads back") {
+    auto m = run("routes").map;
+    auto back = parse_pmap_text(format_pmap_text(m), "routes.pmap");
+    REQUIRE(back);
+    REQUIRE(back->segments.size() == m.segments.size());
+    for (size_t i = 0; i < m.segments.size(); i++) {
+        CHECK(back->segments[i].id == m.segments[i].id);
+        CHECK(back->segments[i].name == m.segments[i].name);
+        CHECK(back->segments[i].tokens == m.segments[i].tokens);
+    }
+}
