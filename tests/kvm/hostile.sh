@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# One hostile-guest case: snaprun must stop or refuse it with one clear
+# message and a documented exit status, within a memory bound and without
+# hanging (run_limited enforces both).
+#   hostile.sh SNAPRUN RUN_LIMITED HOSTILE STDIO_GUEST ROOTFS CASE
+source "$(dirname "$0")/lib.sh"
+SNAPRUN=$1 LIMIT=$2 HOSTILE=$3 STDIO=$4 ROOTFS=$5 CASE=$6
+require_kvm
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+MAX_RSS_MB=200 # guest memory is --mem 64M; the host must not grow past this
+
+# run EXPECTED_RC STDIN_TEXT SNAPRUN_ARGS...: runs snaprun under the limits.
+run() {
+    local want=$1 input=$2
+    shift 2
+    printf '%s\n' "$input" | "$LIMIT" $MAX_RSS_MB 60 "$SNAPRUN" --mem 64M "$@" \
+        >"$work/out" 2>"$work/err"
+    local rc=$?
+    cat "$work/err" >&2
+    [[ $rc == 201 || $rc == 202 ]] && fail "host limits broken (run_limited exit $rc)"
+    [[ $rc == "$want" ]] || { head -c 2000 "$work/out" >&2; fail "exit status $rc, expected $want"; }
+}
+
+case "$CASE" in
+null)
+    run 139 null --cold "$HOSTILE"
+    expect_contains "$work/err" "snaprun: error: request 1: guest page fault at address 0x0 (read by user code), rip 0x" ;;
+divide)
+    run 136 div --cold "$HOSTILE"
+    expect_contains "$work/err" "snaprun: error: request 1: guest divide error, rip 0x" ;;
+invalid-opcode)
+    run 132 ud --cold "$HOSTILE"
+    expect_contains "$work/err" "snaprun: error: request 1: guest invalid opcode, rip 0x" ;;
+general-protection)
+    run 139 gp --cold "$HOSTILE"
+    expect_contains "$work/err" "snaprun: error: request 1: guest general protection fault" ;;
+triple-fault)
+    run 123 triple --cold "$HOSTILE"
+    expect_contains "$work/err" "snaprun: error: request 1: triple fault (rip 0x" ;;
+infinite-loop)
+    run 124 spin --timeout 1 --cold "$HOSTILE"
+    expect_contains "$work/err" "snaprun: error: request 1: timed out after 1 s (rip 0x" ;;
+out-of-memory)
+    run 0 oom --cold "$HOSTILE"
+    expect_contains "$work/err" "snaprun: warning: request 1: guest out of memory: mmap of 68719480832 bytes refused (--mem is 64 MiB)"
+    expect_contains "$work/out" "huge=no" ;;
+wild-pointers)
+    run 0 wild --cold "$HOSTILE"
+    for what in "write wild" "write kernel-range" "read into null" "open bad path" "writev bad iov" "clock_gettime bad"; do
+        expect_contains "$work/out" "$what -> -1 Bad address"
+    done
+    expect_contains "$work/out" "mmap absurd -> -1 Cannot allocate memory" ;;
+fork | clone | execve | socket | ptrace)
+    declare -A nr=([fork]=57 [clone]=56 [execve]=59 [socket]=41 [ptrace]=101)
+    run 0 "$CASE" --cold "$HOSTILE"
+    expect_contains "$work/err" "snaprun: warning: request 1: refused syscall ${nr[$CASE]} ($CASE) returned ENOSYS"
+    expect_contains "$work/out" "$CASE -> -1 Function not implemented" ;;
+rootfs-escape)
+    run 0 escape --rootfs "$ROOTFS" --cold "$HOSTILE"
+    for p in "../../etc/passwd" "/../../../etc/passwd" "/etc/passwd" "data/../../../etc/passwd"; do
+        expect_contains "$work/out" "open $p -> No such file or directory"
+    done
+    expect_contains "$work/out" "open data/hello.txt -> ok hello from the tree"
+    expect_contains "$work/out" "open /data/./hello.txt -> ok hello from the tree" ;;
+rootfs-symlink-out)
+    mkdir -p "$work/tree"
+    ln -s /etc/passwd "$work/tree/passwd"
+    run 125 x --rootfs "$work/tree" --cold "$HOSTILE"
+    expect_contains "$work/err" "symbolic link points outside the file tree" ;;
+huge-response)
+    run 123 bigout --cold "$HOSTILE"
+    expect_contains "$work/err" "snaprun: error: request 1: response is longer than the limit of 67108864 bytes (--max-response)" ;;
+huge-request)
+    # a 100 MB request line: refused past --max-request, streamed below it
+    head -c 100000000 /dev/zero | tr '\0' 'x' >"$work/line"
+    echo >>"$work/line"
+    "$LIMIT" $MAX_RSS_MB 120 "$SNAPRUN" --mem 64M --max-response 1G --cold "$STDIO" <"$work/line" >"$work/out" 2>"$work/err"
+    rc=$?
+    cat "$work/err" >&2
+    [[ $rc == 123 ]] || fail "exit status $rc, expected 123"
+    expect_contains "$work/err" "snaprun: error: request 1: request is longer than the limit of 67108864 bytes (--max-request)"
+    "$LIMIT" $MAX_RSS_MB 120 "$SNAPRUN" --mem 64M --max-request 128M --max-response 1G --cold "$STDIO" <"$work/line" >"$work/out" 2>"$work/err"
+    rc=$?
+    cat "$work/err" >&2
+    [[ $rc == 0 ]] || fail "streamed 100 MB request: exit status $rc, expected 0"
+    [[ $(grep -c '^unknown' "$work/out") -gt 1000 ]] || fail "the long line was not delivered" ;;
+self-abort)
+    run 134 abort --cold "$HOSTILE"
+    expect_contains "$work/err" "snaprun: note: request 1: program killed itself with signal 6" ;;
+dynamic-executable)
+    run 125 x --cold /bin/true
+    expect_contains "$work/err" "dynamically linked executable (has PT_INTERP)" ;;
+truncated-executable)
+    head -c 100 "$HOSTILE" >"$work/trunc"
+    chmod +x "$work/trunc"
+    run 125 x --cold "$work/trunc"
+    expect_contains "$work/err" "snaprun: error: $work/trunc: program headers at 0x40+0x" ;;
+*)
+    fail "unknown case $CASE" ;;
+esac
+echo "ok: $CASE"
