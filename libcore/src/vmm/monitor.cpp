@@ -22,6 +22,7 @@
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
+#include <utility>
 #include <x86intrin.h>
 
 extern "C" const uint8_t presnap_guest_image[];
@@ -251,7 +252,8 @@ struct Monitor::Impl {
     int64_t request_start_ns = 0;
     uint64_t exits_at_request_start = 0;
     double deadline_s = 0;
-    std::set<uint64_t> reported;
+    std::set<uint64_t> reported; // syscalls already warned about
+    bool oom_warned = false;      // the guest kernel says it once; a hostile guest may not
 
     Impl(const MonitorConfig& c, Vm v) : cfg(c), vm(std::move(v)), reader(c.in_fd) {}
     ~Impl() {
@@ -634,6 +636,8 @@ Result<RunOutcome> Monitor::serve() {
                                                : ""));
                     break;
                 case PSN_NOTICE_OUT_OF_MEMORY:
+                    if (std::exchange(m.oom_warned, true))
+                        break;
                     m.warn(fmt::format("{}: guest out of memory: {} of {} bytes refused (--mem is "
                                        "{} MiB)",
                                        m.where(), syscall_name(hc->arg1), hc->arg0,
