@@ -5,7 +5,7 @@
  * switches to the kernel stack, so the user's red zone is safe. */
 #define __ASSEMBLY__
 #define PSN_KERNEL_MAGIC 0x314e524b4e535350
-#define PSN_ABI_VERSION 1
+#define PSN_ABI_VERSION 2
 #define PSN_HC_FAULT_PORT (0x500 + 4)
 
     .section .header, "a"
@@ -14,6 +14,7 @@
     .quad psn_syscall_entry
     .quad psn_exc_table
     .quad __kernel_end
+    .quad psn_out_len
 
     .text
     .globl psn_syscall_entry

@@ -103,7 +103,7 @@ struct k_sigaction {
 
 static int initialised;
 static u64 in_pos, in_len, eof;
-static u64 out_len;
+u64 psn_out_len; /* read by the monitor when it stops the guest */
 static u64 brk_cur;
 static struct mapping maps[PSN_MAX_MAPPINGS];
 static u32 nmaps;
@@ -260,16 +260,16 @@ static void init(void) {
 
 /* ---- stdio ---- */
 static void flush_out(void) {
-    if (!out_len)
+    if (!psn_out_len)
         return;
     hc_wr.fd = 1;
     hc_wr.addr = boot->out_buf;
-    hc_wr.len = out_len;
+    hc_wr.len = psn_out_len;
     hypercall(PSN_HC_WRITE, &hc_wr);
-    out_len = 0;
+    psn_out_len = 0;
 }
 static void write_out(const u8* p, u64 n) {
-    if (out_len + n > PSN_IO_BUFFER_SIZE)
+    if (psn_out_len + n > PSN_IO_BUFFER_SIZE)
         flush_out();
     if (n > PSN_IO_BUFFER_SIZE) {
         /* straight from user memory: the monitor checks the range */
@@ -279,8 +279,8 @@ static void write_out(const u8* p, u64 n) {
         hypercall(PSN_HC_WRITE, &hc_wr);
         return;
     }
-    memcpy((u8*)boot->out_buf + out_len, p, n);
-    out_len += n;
+    memcpy((u8*)boot->out_buf + psn_out_len, p, n);
+    psn_out_len += n;
 }
 static void write_err(const u8* p, u64 n) {
     hc_wr.fd = 2;
@@ -292,9 +292,9 @@ static void write_err(const u8* p, u64 n) {
  * wait point: the buffered output is the response. */
 static void refill_input(void) {
     hc_in.out_addr = boot->out_buf;
-    hc_in.out_len = out_len;
+    hc_in.out_len = psn_out_len;
     hypercall(PSN_HC_INPUT, &hc_in);
-    out_len = 0;
+    psn_out_len = 0;
     in_pos = 0;
     in_len = hc_in.in_len > PSN_IO_BUFFER_SIZE ? PSN_IO_BUFFER_SIZE : hc_in.in_len;
     eof = hc_in.eof;
@@ -325,7 +325,7 @@ static _Noreturn void do_exit(int status, u32 sig) {
     hc_exit.status = status;
     hc_exit.signal = sig;
     hc_exit.out_addr = boot->out_buf;
-    hc_exit.out_len = out_len;
+    hc_exit.out_len = psn_out_len;
     for (;;)
         hypercall(PSN_HC_EXIT, &hc_exit);
 }
@@ -581,9 +581,18 @@ static i64 stat_path(i64 dirfd, const char* upath, u8* st, u64 flags) {
     i64 r = resolve(dirfd, upath);
     if (r < 0)
         return r;
-    int sp = special_file(pathbuf);
-    if (sp) {
-        fill_stat(st, S_IFCHR | 0666, 0, 10 + (u64)sp, (1ull << 8) | (u64)sp);
+    switch (special_file(pathbuf)) {
+    case SP_NULL:
+        fill_stat(st, S_IFCHR | 0666, 0, 4, (1ull << 8) | 3);
+        return 0;
+    case SP_ZERO:
+        fill_stat(st, S_IFCHR | 0666, 0, 5, (1ull << 8) | 5);
+        return 0;
+    case SP_RANDOM:
+        fill_stat(st, S_IFCHR | 0666, 0, 6, (1ull << 8) | 9);
+        return 0;
+    case SP_TTY:
+        fill_stat(st, S_IFCHR | 0620, 0, 3, (136ull << 8) | 0);
         return 0;
     }
     i64 e = fs_lookup(pathbuf);
@@ -936,7 +945,8 @@ i64 psn_syscall(u64 nr, u64 a0, u64 a1, u64 a2, u64 a3, u64 a4, u64 a5) {
         struct fd* f = &fds[(int)a0];
         if (f->kind != FD_FILE && f->kind != FD_DIR)
             return f->kind == FD_NULL || f->kind == FD_ZERO || f->kind == FD_RANDOM ? 0 : -ESPIPE;
-        i64 base = a2 == 0 ? 0 : a2 == 1 ? (i64)f->offset : a2 == 2 ? (i64)fs_entry(f->entry)->size : -1;
+        i64 end = f->entry == (u64)-1 ? 0 : (i64)fs_entry(f->entry)->size; /* "/" of an empty tree */
+        i64 base = a2 == 0 ? 0 : a2 == 1 ? (i64)f->offset : a2 == 2 ? end : -1;
         if (base < 0)
             return -EINVAL;
         i64 pos = base + (i64)a1;
@@ -946,6 +956,8 @@ i64 psn_syscall(u64 nr, u64 a0, u64 a1, u64 a2, u64 a3, u64 a4, u64 a5) {
         return pos;
     }
     case 17: { /* pread64 */
+        if ((i64)a3 < 0)
+            return -EINVAL;
         if (!fd_ok((i64)(int)a0))
             return -EBADF;
         if (fds[(int)a0].kind != FD_FILE)

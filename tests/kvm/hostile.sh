@@ -2,9 +2,9 @@
 # One hostile-guest case: snaprun must stop or refuse it with one clear
 # message and a documented exit status, within a memory bound and without
 # hanging (run_limited enforces both).
-#   hostile.sh SNAPRUN RUN_LIMITED HOSTILE STDIO_GUEST ROOTFS CASE
+#   hostile.sh SNAPRUN RUN_LIMITED HOSTILE STDIO_GUEST ROOTFS CASE CRASH_GUEST
 source "$(dirname "$0")/lib.sh"
-SNAPRUN=$1 LIMIT=$2 HOSTILE=$3 STDIO=$4 ROOTFS=$5 CASE=$6
+SNAPRUN=$1 LIMIT=$2 HOSTILE=$3 STDIO=$4 ROOTFS=$5 CASE=$6 CRASHER=$7
 require_kvm
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -96,6 +96,10 @@ truncated-executable)
     chmod +x "$work/trunc"
     run 125 x --cold "$work/trunc"
     expect_contains "$work/err" "snaprun: error: $work/trunc: program headers at 0x40+0x" ;;
+loop-after-eof)
+    run 124 one --timeout 1 --cold "$CRASHER" spin
+    expect_contains "$work/out" "got one"
+    expect_contains "$work/err" "snaprun: error: after the end of input: timed out after 1 s" ;;
 *)
     fail "unknown case $CASE" ;;
 esac

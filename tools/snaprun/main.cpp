@@ -5,6 +5,7 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <ctime>
 #include <fmt/format.h>
@@ -127,7 +128,12 @@ int main(int argc, char** argv) {
         fmt::print("{}", app.help());
         return 0;
     } catch (const CLI::ParseError& e) {
-        error(e.what());
+        std::string msg = e.what();
+        if (!msg.empty())
+            msg[0] = char(std::tolower(static_cast<unsigned char>(msg[0])));
+        while (!msg.empty() && (msg.back() == '.' || msg.back() == '\n'))
+            msg.pop_back();
+        error(msg);
         note("see 'snaprun --help'");
         return vmm::kExitHostError;
     }

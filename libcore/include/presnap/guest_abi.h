@@ -2,7 +2,7 @@
  * guest kernel. Both sides include this header; it uses only <stdint.h> so
  * that the freestanding guest kernel can include it too.
  *
- * Versioning: kPsnAbiVersion changes whenever a struct, a constant or the
+ * Versioning: PSN_ABI_VERSION changes whenever a struct, a constant or the
  * meaning of a field below changes. The monitor refuses to run a guest kernel
  * (or, later, restore a snapshot) built for another ABI version.
  *
@@ -21,7 +21,7 @@
 
 #include <stdint.h>
 
-#define PSN_ABI_VERSION 1u
+#define PSN_ABI_VERSION 2u
 
 /* ---- Fixed layout (guest physical = guest virtual) ---- */
 #define PSN_PAGE_SIZE 4096ull
@@ -58,6 +58,8 @@ struct psn_kernel_header {
     uint64_t syscall_entry; /* MSR_LSTAR */
     uint64_t exc_table;     /* 32 handler addresses for vectors 0..31 */
     uint64_t image_end;     /* end of text+data+bss (page aligned) */
+    uint64_t out_len_addr;  /* u64: stdout bytes buffered at boot_info.out_buf; the
+                               monitor flushes them when the guest is stopped */
 };
 
 #define PSN_BOOT_MAGIC 0x50534e424f4f5431ull /* "PSNBOOT1" */

@@ -253,7 +253,10 @@ struct Monitor::Impl {
     uint64_t exits_at_request_start = 0;
     double deadline_s = 0;
     std::set<uint64_t> reported; // syscalls already warned about
-    bool oom_warned = false;      // the guest kernel says it once; a hostile guest may not
+    bool oom_warned = false;
+    bool at_eof = false;
+    uint64_t out_len_addr = 0; // guest kernel's count of buffered stdout bytes      // the guest
+                               // kernel says it once; a hostile guest may not
 
     Impl(const MonitorConfig& c, Vm v) : cfg(c), vm(std::move(v)), reader(c.in_fd) {}
     ~Impl() {
@@ -263,8 +266,11 @@ struct Monitor::Impl {
     }
 
     std::string where() const {
-        return request_no == 0 ? std::string("during start-up")
-                               : fmt::format("request {}", request_no);
+        if (request_no == 0)
+            return "during start-up";
+        if (at_eof)
+            return "after the end of input";
+        return fmt::format("request {}", request_no);
     }
     void warn(const std::string& msg) {
         if (cfg.warn)
@@ -316,6 +322,7 @@ Result<std::unique_ptr<Monitor>> Monitor::boot(const MonitorConfig& cfg) {
     impl->tsc0 = tsc0;
     impl->raw0 = raw0;
     impl->layout = *layout;
+    impl->out_len_addr = 0;
     void* host = mmap(nullptr, layout->mem_size, PROT_READ | PROT_WRITE,
                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (host == MAP_FAILED)
@@ -337,6 +344,7 @@ Result<std::unique_ptr<Monitor>> Monitor::boot(const MonitorConfig& cfg) {
         kh.image_end > PSN_KERNEL_LIMIT)
         return make_error(Errc::kInternal, "embedded guest kernel has a bad header (ABI {})",
                           kh.abi_version);
+    impl->out_len_addr = kh.out_len_addr;
     if (auto s = mem.write(PSN_KERNEL_BASE, kimg); !s)
         return std::unexpected(s.error());
     if (auto s = write_system_tables(mem, *layout, kh.exc_table); !s)
@@ -414,7 +422,7 @@ Result<std::unique_ptr<Monitor>> Monitor::boot(const MonitorConfig& cfg) {
     kvm_regs regs{};
     regs.rip = elf->entry;
     regs.rsp = stack->rsp;
-    regs.rflags = 0x3002; // IOPL 3 (hypercalls by `out` from CPL3), interrupts off
+    regs.rflags = 0x2; // IOPL 0: only the TSS I/O bitmap's hypercall ports are open; no interrupts
     if (auto s = vc.set_regs(regs); !s)
         return std::unexpected(s.error());
 
@@ -460,8 +468,20 @@ Result<RunOutcome> Monitor::serve() {
         auto r = vc.regs();
         return r ? r->rip : 0;
     };
+    // Output the program had written before it was stopped still reaches
+    // stdout, as it would from a native process that crashed after a flush.
+    auto flush_guest_stdout = [&] {
+        auto n = m.mem.read_obj<uint64_t>(m.out_len_addr);
+        if (!n || *n == 0 || *n > PSN_IO_BUFFER_SIZE)
+            return;
+        if (auto span = m.mem.span(m.layout.out_buf, *n))
+            (void)write_all(m.cfg.out_fd, span->data(), span->size());
+    };
     auto outcome = [&](RunOutcome::Kind k, std::string msg) {
         disarm_timer();
+        if (k != RunOutcome::Kind::kExited &&
+            !(k == RunOutcome::Kind::kSignaled && msg.find("killed itself") != std::string::npos))
+            flush_guest_stdout();
         RunOutcome o;
         o.kind = k;
         o.message = std::move(msg);
@@ -541,6 +561,10 @@ Result<RunOutcome> Monitor::serve() {
                 auto chunk = m.reader.next(in->data(), PSN_IO_BUFFER_SIZE);
                 if (!chunk)
                     return std::unexpected(chunk.error());
+                if (!m.in_request && chunk->eof) {
+                    m.at_eof = true; // the program still runs after EOF: keep a limit on it
+                    arm_timer(m.cfg.timeout_s);
+                }
                 if (!m.in_request && chunk->len > 0) {
                     m.request_no++;
                     m.request_bytes = 0;
