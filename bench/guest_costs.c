@@ -32,14 +32,14 @@ int main(void) {
             syscall(SYS_getppid);
         r[k] = (double)(now_ns() - t) / 20000;
     }
-    printf("in_guest_syscall_ns %.0f\n", median9(r));
+    printf("in_guest_syscall_ns=%.0f\n", median9(r));
     for (int k = 0; k < 9; k++) {
         long long t = now_ns();
         for (int i = 0; i < 2000; i++)
             syscall(SYS_write, 2, "", 0);
         r[k] = (double)(now_ns() - t) / 2000;
     }
-    printf("exit_round_trip_ns %.0f\n", median9(r));
+    printf("exit_round_trip_ns=%.0f\n", median9(r));
     for (int k = 0; k < 9; k++) {
         size_t n = 4u << 20;
         char* p = mmap(0, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -49,6 +49,6 @@ int main(void) {
         r[k] = (double)(now_ns() - t) / (double)(n / 4096);
         /* not unmapped: each round must touch memory never touched before */
     }
-    printf("first_touch_per_page_ns %.0f\n", median9(r));
+    printf("first_touch_per_page_ns=%.0f\n", median9(r));
     return 0;
 }

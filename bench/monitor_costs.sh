@@ -34,7 +34,7 @@ echo
 echo "| measure | µs |"
 echo "|---|---|"
 for f in setup_us first_exit_us startup_us; do
-    v=$(for i in $(seq "$runs"); do "$snaprun" --stats --cold "$work/guest_costs" <"$work/one.txt" 2>&1 >/dev/null | grep 'stats: setup' | stat_field "$f"; done | median)
+    v=$(for i in $(seq "$runs"); do "$snaprun" --stats --cold "$build/tests/kvm/guest_stdio_glibc" <"$work/one.txt" 2>&1 >/dev/null | grep 'stats: setup' | stat_field "$f"; done | median)
     echo "| $f (from the monitor's start) | $v |"
 done
 v=$(for i in $(seq "$runs"); do wall_us "$snaprun" --cold "$build/tests/kvm/guest_stdio_glibc" <"$work/one.txt"; done | median)
