@@ -164,6 +164,8 @@ static int user_str_ok(const char* s, u64 max) {
 
 /* ---- clock ---- */
 static void set_clock(i64 real, i64 mono, u64 hz) {
+    if (boot->flags & PSN_BOOT_DETERMINISTIC)
+        return; /* the virtual clock; a TSC reading would make memory differ run to run */
     base_tsc = rdtsc();
     base_real = real;
     base_mono = mono;
@@ -241,13 +243,25 @@ static void random_fill(u8* p, u64 n) {
     }
 }
 
+static u64 seen_generation;
+/* Keys the generator from the seed the monitor put in the boot info. A
+ * restored snapshot gets a new seed and a new generation: clones of one
+ * snapshot must never share random bytes. */
+static void reseed(void) {
+    for (int i = 0; i < 8; i++)
+        rng_key[i] = (u32)boot->random_seed[4 * i] | (u32)boot->random_seed[4 * i + 1] << 8 |
+                     (u32)boot->random_seed[4 * i + 2] << 16 | (u32)boot->random_seed[4 * i + 3] << 24;
+    rng_counter = 0;
+    memset(rng_buf, 0, sizeof rng_buf);
+    rng_left = 0;
+    seen_generation = boot->restore_generation;
+}
+
 static void init(void) {
     if (boot->magic != PSN_BOOT_MAGIC || boot->abi_version != PSN_ABI_VERSION)
         panic("boot info has a wrong magic or ABI version");
     brk_cur = boot->brk_start;
-    for (int i = 0; i < 8; i++)
-        rng_key[i] = (u32)boot->random_seed[4 * i] | (u32)boot->random_seed[4 * i + 1] << 8 |
-                     (u32)boot->random_seed[4 * i + 2] << 16 | (u32)boot->random_seed[4 * i + 3] << 24;
+    reseed();
     set_clock(boot->realtime_ns, boot->monotonic_ns, boot->tsc_hz);
     fds[0].kind = FD_TTY_IN;
     fds[0].flags = 2;
@@ -298,6 +312,8 @@ static void refill_input(void) {
     in_pos = 0;
     in_len = hc_in.in_len > PSN_IO_BUFFER_SIZE ? PSN_IO_BUFFER_SIZE : hc_in.in_len;
     eof = hc_in.eof;
+    if (boot->restore_generation != seen_generation)
+        reseed();
     set_clock(hc_in.realtime_ns, hc_in.monotonic_ns, hc_in.tsc_hz);
     if (hc_in.request_start) {
         request_index = hc_in.request_index;

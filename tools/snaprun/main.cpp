@@ -96,6 +96,11 @@ int main(int argc, char** argv) {
     std::vector<std::string> env;
     std::string rootfs;
     bool stats = false, version = false;
+    std::vector<std::string> snapshots;
+    app.add_option("snapshots", snapshots,
+                   "restore SNAPSHOT (a full snapshot, then optional diffs over it) and serve "
+                   "from it")
+        ->option_text("SNAPSHOT [DIFF...]");
     app.add_option("--cold", cfg.program,
                    "boot PROGRAM (a static x86-64 Linux executable) and serve from it; "
                    "arguments after PROGRAM are passed to it")
@@ -118,6 +123,10 @@ int main(int argc, char** argv) {
                  "virtual clock and random bytes from --seed: runs repeat exactly");
     app.add_option("--seed", cfg.seed, "random seed with --deterministic (default 0)")
         ->option_text("N");
+    app.add_flag("--prefetch", cfg.prefetch,
+                 "bring the snapshot's recorded working set into memory before the first request");
+    app.add_flag("--verify-data", cfg.verify_data,
+                 "check every page-data checksum of the snapshot files before restoring");
     app.add_flag("--stats", stats, "print start-up and per-request timings to stderr");
     app.add_flag("-q,--quiet", g_quiet, "do not print warnings");
     app.add_flag("--version", version, "print the version and exit");
@@ -141,8 +150,13 @@ int main(int argc, char** argv) {
         fmt::print("snaprun (presnap) 0.1.0\n");
         return 0;
     }
-    if (cfg.program.empty()) {
-        error("no function given (expected --cold PROGRAM)");
+    if (!cfg.program.empty() && !snapshots.empty()) {
+        error("give either --cold PROGRAM or SNAPSHOT files, not both");
+        return vmm::kExitHostError;
+    }
+    cfg.restore = snapshots;
+    if (cfg.program.empty() && snapshots.empty()) {
+        error("no function given (expected --cold PROGRAM or SNAPSHOT)");
         note("see 'snaprun --help'");
         return vmm::kExitHostError;
     }
@@ -191,10 +205,12 @@ int main(int argc, char** argv) {
         fmt::print(stderr,
                    "{}: stats: setup_us={:.0f} first_exit_us={:.0f} startup_us={:.0f} "
                    "requests={} first_request_us={:.0f} median_request_us={:.1f} "
-                   "max_exits_per_request={} exits={}\n",
+                   "max_exits_per_request={} exits={} restore_us={:.0f} prefetched_pages={} "
+                   "first_request_faults={}\n",
                    kTool, st.setup_us, st.first_exit_us, st.startup_us, st.request_us.size(),
                    st.request_us.empty() ? 0.0 : st.request_us.front(), median(st.request_us),
-                   max_exits, st.exits);
+                   max_exits, st.exits, st.restore_us, st.prefetched_pages,
+                   st.first_request_faults);
         for (size_t i = 0; i < st.request_us.size(); i++)
             fmt::print(stderr, "{}: stats: request {} us={:.1f} exits={}\n", kTool, i + 1,
                        st.request_us[i], st.request_exits[i]);

@@ -35,6 +35,10 @@ constexpr unsigned long kIocGetSupportedCpuid =
     _IOC(_IOC_READ | _IOC_WRITE, KVMIO, 0x05, kFlexHeader);
 constexpr unsigned long kIocSetCpuid2 = _IOC(_IOC_WRITE, KVMIO, 0x90, kFlexHeader);
 constexpr unsigned long kIocSetMsrs = _IOC(_IOC_WRITE, KVMIO, 0x89, kFlexHeader);
+constexpr size_t kXsaveSize = 4096; // struct kvm_xsave in C (legacy KVM_GET_XSAVE)
+constexpr unsigned long kIocGetXsave = _IOC(_IOC_READ, KVMIO, 0xa4, kXsaveSize);
+constexpr unsigned long kIocSetXsave = _IOC(_IOC_WRITE, KVMIO, 0xa5, kXsaveSize);
+constexpr unsigned long kIocGetMsrs = _IOC(_IOC_READ | _IOC_WRITE, KVMIO, 0x88, kFlexHeader);
 static_assert(sizeof(kvm_cpuid_entry2) == 40 && sizeof(kvm_msr_entry) == 16);
 
 std::unexpected<Error> kvm_error(const char* what) {
@@ -79,6 +83,16 @@ Status Vm::set_memory(void* host, uint64_t size, bool log_dirty) {
     if (ioctl(vm_.get(), KVM_SET_USER_MEMORY_REGION, &r) < 0)
         return kvm_error("KVM_SET_USER_MEMORY_REGION");
     return {};
+}
+
+Result<std::vector<uint64_t>> Vm::dirty_log(uint64_t size) const {
+    std::vector<uint64_t> bits((size / 4096 + 63) / 64, 0);
+    kvm_dirty_log d{};
+    d.slot = 0;
+    d.dirty_bitmap = bits.data();
+    if (ioctl(vm_.get(), KVM_GET_DIRTY_LOG, &d) < 0)
+        return kvm_error("KVM_GET_DIRTY_LOG");
+    return bits;
 }
 
 Result<std::vector<kvm_cpuid_entry2>> Vm::supported_cpuid() const {
@@ -187,6 +201,74 @@ Status Vcpu::set_xcr0(uint64_t xcr0) {
     x.xcrs[0].value = xcr0;
     if (ioctl(fd_.get(), KVM_SET_XCRS, &x) < 0)
         return kvm_error("KVM_SET_XCRS");
+    return {};
+}
+
+Result<std::vector<uint64_t>> Vcpu::msrs(const std::vector<uint32_t>& indices) const {
+    std::vector<uint8_t> buf(kFlexHeader + indices.size() * sizeof(kvm_msr_entry));
+    uint32_t count = uint32_t(indices.size());
+    std::memcpy(buf.data(), &count, 4);
+    for (size_t i = 0; i < indices.size(); i++) {
+        kvm_msr_entry e{};
+        e.index = indices[i];
+        std::memcpy(buf.data() + kFlexHeader + i * sizeof e, &e, sizeof e);
+    }
+    int n = ioctl(fd_.get(), kIocGetMsrs, buf.data());
+    if (n < 0)
+        return kvm_error("KVM_GET_MSRS");
+    if (size_t(n) != indices.size())
+        return make_error(Errc::kKvm, "KVM_GET_MSRS refused MSR 0x{:x}", indices[size_t(n)]);
+    std::vector<uint64_t> out(indices.size());
+    for (size_t i = 0; i < indices.size(); i++) {
+        kvm_msr_entry e;
+        std::memcpy(&e, buf.data() + kFlexHeader + i * sizeof e, sizeof e);
+        out[i] = e.data;
+    }
+    return out;
+}
+
+Result<std::vector<uint8_t>> Vcpu::xsave() const {
+    std::vector<uint8_t> x(kXsaveSize, 0);
+    if (ioctl(fd_.get(), kIocGetXsave, x.data()) < 0)
+        return kvm_error("KVM_GET_XSAVE");
+    return x;
+}
+Status Vcpu::set_xsave(std::span<const uint8_t> bytes) {
+    if (bytes.size() != kXsaveSize)
+        return make_error(Errc::kFormat, "xsave state has {} bytes (expected {})", bytes.size(),
+                          kXsaveSize);
+    std::vector<uint8_t> x(bytes.begin(), bytes.end());
+    if (ioctl(fd_.get(), kIocSetXsave, x.data()) < 0)
+        return kvm_error("KVM_SET_XSAVE");
+    return {};
+}
+Result<std::vector<uint8_t>> Vcpu::xcrs() const {
+    kvm_xcrs x{};
+    if (ioctl(fd_.get(), KVM_GET_XCRS, &x) < 0)
+        return kvm_error("KVM_GET_XCRS");
+    auto* p = reinterpret_cast<const uint8_t*>(&x);
+    return std::vector<uint8_t>(p, p + sizeof x);
+}
+Status Vcpu::set_xcrs(std::span<const uint8_t> bytes) {
+    kvm_xcrs x{};
+    if (bytes.size() != sizeof x)
+        return make_error(Errc::kFormat, "xcrs state has {} bytes (expected {})", bytes.size(),
+                          sizeof x);
+    std::memcpy(&x, bytes.data(), sizeof x);
+    if (x.nr_xcrs > KVM_MAX_XCRS)
+        return make_error(Errc::kFormat, "xcrs state lists {} registers (at most {})", x.nr_xcrs,
+                          KVM_MAX_XCRS);
+    if (ioctl(fd_.get(), KVM_SET_XCRS, &x) < 0)
+        return kvm_error("KVM_SET_XCRS");
+    return {};
+}
+Status Vcpu::complete_pending_exit() {
+    run_->immediate_exit = 1;
+    int r = ioctl(fd_.get(), KVM_RUN, 0);
+    int err = errno;
+    run_->immediate_exit = 0;
+    if (r < 0 && err != EINTR)
+        return make_errno_error(Errc::kKvm, err, "KVM_RUN (completing an exit)");
     return {};
 }
 

@@ -1,6 +1,9 @@
 #include "presnap/vmm/monitor.h"
 
 #include "presnap/guest_abi.h"
+#include "presnap/snapshot/cpu_features.h"
+#include "presnap/snapshot/image.h"
+#include "presnap/snapshot/reader.h"
 #include "presnap/vmm/boot_stack.h"
 #include "presnap/vmm/elf_loader.h"
 #include "presnap/vmm/guest_memory.h"
@@ -19,6 +22,7 @@
 #include <set>
 #include <sys/mman.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -230,6 +234,50 @@ int exception_signal(uint64_t v) {
     }
 }
 
+// The monitor's own state, saved in a snapshot's MONITOR_STATE section.
+// Fixed layout, little-endian (the host is x86-64). Changing it changes the
+// snapshot format: bump kMonitorStateVersion.
+struct MonitorState {
+    uint32_t version;
+    uint32_t flags; // kMonitorDeterministic
+    uint64_t mem_size, page_tables, page_table_pages, rootfs, rootfs_size, out_buf, in_buf,
+        stack_top, stack_low, mmap_top, brk_start;
+    uint64_t out_len_addr;      // the guest kernel's buffered-stdout counter
+    uint64_t pending_input_gpa; // the PSN_HC_INPUT struct the vCPU waits on
+    uint64_t requests_served;   // requests delivered before the snapshot
+    uint64_t restore_generation;
+    uint64_t tsc_hz;
+};
+constexpr uint32_t kMonitorStateVersion = 1;
+constexpr uint32_t kMonitorDeterministic = 1;
+static_assert(sizeof(MonitorState) == 8 + 16 * 8, "this changes the snapshot file format");
+
+// The MSRs a snapshot carries (FS/GS bases and EFER travel in sregs).
+const std::vector<uint32_t> kSavedMsrs = {0xc0000081, 0xc0000082, 0xc0000083, 0xc0000084,
+                                          0xc0000102};
+
+std::vector<uint64_t> bitmap_pages(const std::vector<uint64_t>& bits, uint64_t pages) {
+    std::vector<uint64_t> out;
+    for (uint64_t w = 0; w < bits.size(); w++)
+        for (uint64_t b = bits[w]; b; b &= b - 1) {
+            uint64_t p = w * 64 + uint64_t(__builtin_ctzll(b));
+            if (p < pages)
+                out.push_back(p);
+        }
+    return out;
+}
+
+std::vector<snapshot::PageRange> to_ranges(const std::vector<uint64_t>& pages) {
+    std::vector<snapshot::PageRange> out;
+    for (uint64_t p : pages) {
+        if (!out.empty() && out.back().first_page + out.back().page_count == p)
+            out.back().page_count++;
+        else
+            out.push_back({p, 1});
+    }
+    return out;
+}
+
 } // namespace
 
 struct Monitor::Impl {
@@ -244,19 +292,27 @@ struct Monitor::Impl {
     // TSC calibration against CLOCK_MONOTONIC_RAW.
     uint64_t tsc0 = 0;
     int64_t raw0 = 0;
+    uint64_t saved_tsc_hz = 0; // from the snapshot, until calibration has a long baseline
     // Request protocol.
     bool started = false;    // the first wait point was reached
     bool in_request = false; // the last chunk delivered did not end its request
     uint64_t request_no = 0;
+    uint64_t requests_base = 0; // requests a restored snapshot had already served
     uint64_t request_bytes = 0, response_bytes = 0;
     int64_t request_start_ns = 0;
     uint64_t exits_at_request_start = 0;
-    double deadline_s = 0;
+    long minflt_at_request_start = 0;
     std::set<uint64_t> reported; // syscalls already warned about
-    bool oom_warned = false;
+    bool oom_warned = false;     // the guest kernel says it once; a hostile guest may not
     bool at_eof = false;
-    uint64_t out_len_addr = 0; // guest kernel's count of buffered stdout bytes      // the guest
-                               // kernel says it once; a hostile guest may not
+    uint64_t out_len_addr = 0; // guest kernel's count of buffered stdout bytes
+    // Snapshots.
+    bool deterministic = false;
+    uint64_t restore_generation = 0;
+    uint64_t pending_input_gpa = 0; // restored: the INPUT hypercall to complete first
+    std::optional<snapshot::ExecutableInfo> executable;
+    std::optional<snapshot::Hash128> parent; // restored: the last file's content hash
+    std::vector<uint64_t> ws_pages;          // restored: working set to prefetch
 
     Impl(const MonitorConfig& c, Vm v) : cfg(c), vm(std::move(v)), reader(c.in_fd) {}
     ~Impl() {
@@ -280,9 +336,21 @@ struct Monitor::Impl {
         int64_t dns = clock_ns(CLOCK_MONOTONIC_RAW) - raw0;
         uint64_t dt = __rdtsc() - tsc0;
         if (dns < 200000)
-            return 0;
+            return saved_tsc_hz;
         return uint64_t((unsigned __int128)dt * 1000000000u / uint64_t(dns));
     }
+    // Guest memory: anonymous, zero, reserved lazily.
+    Status map_memory(uint64_t size) {
+        void* host = mmap(nullptr, size, PROT_READ | PROT_WRITE,
+                          MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (host == MAP_FAILED)
+            return make_errno_error(Errc::kIo, errno, "cannot allocate guest memory");
+        mem_host = static_cast<uint8_t*>(host);
+        layout.mem_size = size;
+        mem = GuestMemory(mem_host, size);
+        return {};
+    }
+    Status capture(uint64_t input_gpa, RunOutcome& out);
 };
 
 Monitor::Monitor(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -292,6 +360,8 @@ Result<std::unique_ptr<Monitor>> Monitor::boot(const MonitorConfig& cfg) {
     int64_t t0 = clock_ns(CLOCK_MONOTONIC);
     uint64_t tsc0 = __rdtsc();
     int64_t raw0 = clock_ns(CLOCK_MONOTONIC_RAW);
+    if (!cfg.restore.empty())
+        return restore(cfg, t0, tsc0, raw0);
 
     auto file = read_file(cfg.program);
     if (!file)
@@ -321,15 +391,21 @@ Result<std::unique_ptr<Monitor>> Monitor::boot(const MonitorConfig& cfg) {
     impl->start_ns = t0;
     impl->tsc0 = tsc0;
     impl->raw0 = raw0;
+    if (auto s = impl->map_memory(layout->mem_size); !s)
+        return std::unexpected(s.error());
     impl->layout = *layout;
-    impl->out_len_addr = 0;
-    void* host = mmap(nullptr, layout->mem_size, PROT_READ | PROT_WRITE,
-                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (host == MAP_FAILED)
-        return make_errno_error(Errc::kIo, errno, "cannot allocate guest memory");
-    impl->mem_host = static_cast<uint8_t*>(host);
-    impl->mem = GuestMemory(impl->mem_host, layout->mem_size);
-    if (auto s = impl->vm.set_memory(host, layout->mem_size, false); !s)
+    impl->deterministic = cfg.deterministic;
+    if (cfg.snapshot_at_eof) {
+        auto exe = snapshot::hash_executable(cfg.program);
+        if (!exe)
+            return std::unexpected(exe.error().with_context(cfg.program));
+        impl->executable = *exe;
+    }
+    // Dirty logging only when a snapshot will be taken: it costs a
+    // write-protection fault on the first write to every page.
+    if (auto s =
+            impl->vm.set_memory(impl->mem_host, layout->mem_size, cfg.snapshot_at_eof.has_value());
+        !s)
         return std::unexpected(s.error());
     GuestMemory& mem = impl->mem;
 
@@ -440,10 +516,275 @@ Result<std::unique_ptr<Monitor>> Monitor::boot(const MonitorConfig& cfg) {
     return std::unique_ptr<Monitor>(new Monitor(std::move(impl)));
 }
 
+// Restores the guest from snapshot files: memory mapped copy-on-write from
+// the files (raw runs) or decompressed (zstd runs), vCPU state set, the
+// working set prefetched. serve() then completes the INPUT hypercall the
+// vCPU was waiting in with the first request.
+Result<std::unique_ptr<Monitor>> Monitor::restore(const MonitorConfig& cfg, int64_t t0,
+                                                  uint64_t tsc0, int64_t raw0) {
+    std::vector<snapshot::SnapshotFile> files;
+    for (size_t i = 0; i < cfg.restore.size(); i++) {
+        snapshot::OpenOptions oo;
+        oo.data_check = cfg.verify_data ? snapshot::DataCheck::kFull : snapshot::DataCheck::kNone;
+        auto f = snapshot::SnapshotFile::open(cfg.restore[i], oo);
+        if (!f)
+            return std::unexpected(f.error());
+        bool want_full = i == 0;
+        if ((f->kind() == snapshot::SnapshotKind::kFull) != want_full)
+            return make_error(Errc::kInvalidArgument, "{}: is a {} snapshot (expected a {} one{})",
+                              cfg.restore[i], want_full ? "diff" : "full",
+                              want_full ? "full" : "diff",
+                              want_full ? " first" : " after the first");
+        if (!want_full)
+            if (auto s = f->verify_parent(files.back()); !s)
+                return std::unexpected(s.error().with_context(cfg.restore[i]));
+        if (auto s = f->check_host(snapshot::host_cpu_features()); !s)
+            return std::unexpected(s.error().with_context(cfg.restore[i]));
+        files.push_back(std::move(*f));
+    }
+    const snapshot::SnapshotFile& last = files.back();
+    auto ms_bytes = last.monitor_state();
+    MonitorState st{};
+    if (ms_bytes.size() != sizeof st)
+        return make_error(Errc::kFormat, "{}: monitor state has {} bytes (expected {})",
+                          last.path(), ms_bytes.size(), sizeof st);
+    std::memcpy(&st, ms_bytes.data(), sizeof st);
+    if (st.version != kMonitorStateVersion)
+        return make_error(Errc::kFormat, "{}: monitor state version {} (expected {})", last.path(),
+                          st.version, kMonitorStateVersion);
+    if (st.mem_size != last.guest_memory_size())
+        return make_error(Errc::kFormat, "{}: monitor state says {} bytes of memory, the header {}",
+                          last.path(), st.mem_size, last.guest_memory_size());
+    // The layout must be the one compute_layout() gives: nothing else is trusted.
+    auto layout = compute_layout(st.mem_size, st.rootfs_size, st.brk_start);
+    if (!layout || layout->page_tables != st.page_tables || layout->in_buf != st.in_buf ||
+        layout->out_buf != st.out_buf || layout->stack_top != st.stack_top ||
+        layout->mmap_top != st.mmap_top || layout->rootfs != st.rootfs)
+        return make_error(Errc::kFormat, "{}: monitor state has an inconsistent memory layout",
+                          last.path());
+
+    auto vm = Vm::create();
+    if (!vm)
+        return std::unexpected(vm.error());
+    auto impl = std::make_unique<Impl>(cfg, std::move(*vm));
+    impl->start_ns = t0;
+    impl->tsc0 = tsc0;
+    impl->raw0 = raw0;
+    impl->saved_tsc_hz = st.tsc_hz;
+    if (auto s = impl->map_memory(st.mem_size); !s)
+        return std::unexpected(s.error());
+    impl->layout = *layout;
+    impl->out_len_addr = st.out_len_addr;
+    impl->pending_input_gpa = st.pending_input_gpa;
+    impl->requests_base = st.requests_served;
+    impl->deterministic = (st.flags & kMonitorDeterministic) != 0;
+    impl->restore_generation = st.restore_generation + 1;
+    impl->executable = last.executable();
+    impl->parent = last.content_hash();
+
+    // Memory: each file's runs over the previous ones.
+    for (const auto& f : files) {
+        for (const auto& run : f.page_runs()) {
+            uint64_t gpa = run.first_page * kPageSize;
+            auto dst = impl->mem.span(gpa, run.bytes());
+            if (!dst)
+                return std::unexpected(dst.error().with_context(f.path()));
+            if (run.encoding == snapshot::PageEncoding::kRaw) {
+                void* p = mmap(dst->data(), run.bytes(), PROT_READ | PROT_WRITE,
+                               MAP_PRIVATE | MAP_FIXED, f.fd(), off_t(run.file_offset));
+                if (p == MAP_FAILED)
+                    return std::unexpected(
+                        make_errno_error(Errc::kIo, errno, "mmap of snapshot pages")
+                            .error()
+                            .with_context(f.path()));
+            } else if (run.encoding == snapshot::PageEncoding::kZero) {
+                void* p = mmap(dst->data(), run.bytes(), PROT_READ | PROT_WRITE,
+                               MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
+                if (p == MAP_FAILED)
+                    return make_errno_error(Errc::kIo, errno, "mmap of zero pages");
+            } else if (auto s = f.read_run(run, *dst); !s) {
+                return std::unexpected(s.error().with_context(f.path()));
+            }
+        }
+        for (const auto& r : f.working_set())
+            for (uint64_t p = 0; p < r.page_count; p++)
+                impl->ws_pages.push_back(r.first_page + p);
+    }
+    std::sort(impl->ws_pages.begin(), impl->ws_pages.end());
+    impl->ws_pages.erase(std::unique(impl->ws_pages.begin(), impl->ws_pages.end()),
+                         impl->ws_pages.end());
+
+    // Fresh random bytes and a new generation for every restore.
+    psn_boot_info bi;
+    if (auto b = impl->mem.read_obj<psn_boot_info>(PSN_BOOT_INFO_ADDR); !b)
+        return std::unexpected(b.error());
+    else
+        bi = *b;
+    if (bi.magic != PSN_BOOT_MAGIC || bi.abi_version != PSN_ABI_VERSION)
+        return make_error(Errc::kUnsupported,
+                          "{}: made for guest ABI version {} (this snaprun has {})", last.path(),
+                          bi.abi_version, PSN_ABI_VERSION);
+    bi.restore_generation = impl->restore_generation;
+    if (cfg.deterministic || impl->deterministic)
+        seed_bytes(cfg.seed ^ (impl->restore_generation * 0x9e3779b97f4a7c15ull), bi.random_seed,
+                   sizeof bi.random_seed);
+    else if (getrandom(bi.random_seed, sizeof bi.random_seed, 0) != ssize_t(sizeof bi.random_seed))
+        return make_errno_error(Errc::kIo, errno, "getrandom");
+    if (auto s = impl->mem.write_obj(PSN_BOOT_INFO_ADDR, bi); !s)
+        return std::unexpected(s.error());
+
+    // Working set: prefetched in bulk, or (when a new snapshot will record
+    // its own) accessed bits cleared first.
+    if (cfg.snapshot_at_eof)
+        if (auto a = accessed_pages(impl->mem, impl->layout, true); !a)
+            return std::unexpected(a.error());
+    if (cfg.prefetch) {
+        auto ranges = to_ranges(impl->ws_pages);
+        for (const auto& r : ranges)
+            madvise(impl->mem_host + r.first_page * kPageSize, r.page_count * kPageSize,
+                    MADV_POPULATE_WRITE);
+    }
+
+    if (auto s = impl->vm.set_memory(impl->mem_host, st.mem_size, cfg.snapshot_at_eof.has_value());
+        !s)
+        return std::unexpected(s.error());
+    auto cpu = guest_cpu(impl->vm);
+    if (!cpu)
+        return std::unexpected(cpu.error());
+    auto vcpu = Vcpu::create(impl->vm);
+    if (!vcpu)
+        return std::unexpected(vcpu.error());
+    impl->vcpu.emplace(std::move(*vcpu));
+    Vcpu& vc = *impl->vcpu;
+    kvm_sregs sregs;
+    kvm_regs regs;
+    std::memcpy(&sregs, last.sregs().data(), sizeof sregs);
+    std::memcpy(&regs, last.regs().data(), sizeof regs);
+    std::vector<std::pair<uint32_t, uint64_t>> msrs;
+    for (const auto& m : last.msrs())
+        msrs.emplace_back(m.index, m.value);
+    Status s = vc.set_cpuid(cpu->cpuid);
+    if (s)
+        s = vc.set_sregs(sregs);
+    if (s && !last.xcrs().empty())
+        s = vc.set_xcrs(last.xcrs());
+    if (s && !last.xsave().empty())
+        s = vc.set_xsave(last.xsave());
+    if (s)
+        s = vc.set_msrs(msrs);
+    if (s)
+        s = vc.set_regs(regs);
+    if (!s)
+        return std::unexpected(s.error().with_context(last.path()));
+    install_alarm_handler();
+    auto mon = std::unique_ptr<Monitor>(new Monitor(std::move(impl)));
+    mon->stats_.prefetched_pages = cfg.prefetch ? mon->impl_->ws_pages.size() : 0;
+    mon->stats_.restore_us = double(clock_ns(CLOCK_MONOTONIC) - t0) / 1e3;
+    return mon;
+}
+
+// Writes the snapshot at the wait point whose INPUT hypercall is at
+// `input_gpa`: a full snapshot after a cold boot, a diff after a restore.
+Status Monitor::Impl::capture(uint64_t input_gpa, RunOutcome& out) {
+    Vcpu& vc = *vcpu;
+    // KVM finishes the `out` on the next KVM_RUN: do that now, so the saved
+    // registers are those after the instruction.
+    if (auto s = vc.complete_pending_exit(); !s)
+        return s;
+    snapshot::SnapshotImage img;
+    img.kind = parent ? snapshot::SnapshotKind::kDiff : snapshot::SnapshotKind::kFull;
+    img.flags = deterministic ? snapshot::kFlagDeterministic : 0;
+    img.guest_memory_size = layout.mem_size;
+    img.parent = parent;
+    img.executable = executable;
+    img.cpu_features = snapshot::host_cpu_features();
+    auto regs = vc.regs();
+    auto sregs = vc.sregs();
+    auto xsave = vc.xsave();
+    auto xcrs = vc.xcrs();
+    auto msrs = vc.msrs(kSavedMsrs);
+    if (!regs || !sregs || !xsave || !xcrs || !msrs)
+        return std::unexpected(!regs    ? regs.error()
+                               : !sregs ? sregs.error()
+                               : !xsave ? xsave.error()
+                               : !xcrs  ? xcrs.error()
+                                        : msrs.error());
+    auto bytes_of = [](const auto& v) {
+        auto* p = reinterpret_cast<const uint8_t*>(&v);
+        return std::vector<uint8_t>(p, p + sizeof v);
+    };
+    img.vcpu.regs = bytes_of(*regs);
+    img.vcpu.sregs = bytes_of(*sregs);
+    img.vcpu.xsave = std::move(*xsave);
+    img.vcpu.xcrs = std::move(*xcrs);
+    for (size_t i = 0; i < kSavedMsrs.size(); i++)
+        img.vcpu.msrs.push_back({kSavedMsrs[i], (*msrs)[i]});
+
+    MonitorState st{};
+    st.version = kMonitorStateVersion;
+    st.flags = deterministic ? kMonitorDeterministic : 0;
+    st.mem_size = layout.mem_size;
+    st.page_tables = layout.page_tables;
+    st.page_table_pages = layout.page_table_pages;
+    st.rootfs = layout.rootfs;
+    st.rootfs_size = layout.rootfs_size;
+    st.out_buf = layout.out_buf;
+    st.in_buf = layout.in_buf;
+    st.stack_top = layout.stack_top;
+    st.stack_low = layout.stack_low;
+    st.mmap_top = layout.mmap_top;
+    st.brk_start = layout.brk_start;
+    st.out_len_addr = out_len_addr;
+    st.pending_input_gpa = input_gpa;
+    st.requests_served = requests_base + request_no;
+    st.restore_generation = restore_generation;
+    st.tsc_hz = deterministic ? 0 : tsc_hz();
+    img.monitor_state = bytes_of(st);
+
+    // Pages: what the guest wrote (KVM's dirty log) and what the host wrote.
+    auto log = vm.dirty_log(layout.mem_size);
+    if (!log)
+        return std::unexpected(log.error());
+    std::vector<uint64_t> bits = *log;
+    const auto& host_bits = mem.host_dirty_bitmap();
+    for (size_t i = 0; i < bits.size() && i < host_bits.size(); i++)
+        bits[i] |= host_bits[i];
+    uint64_t pages = layout.mem_size / kPageSize;
+    std::vector<uint64_t> dirty = bitmap_pages(bits, pages);
+    std::span<const uint8_t> all(mem_host, layout.mem_size);
+    if (auto s = snapshot::add_pages(
+            img, dirty, all, parent ? snapshot::ZeroPages::kRecord : snapshot::ZeroPages::kSkip);
+        !s)
+        return s;
+    auto touched = accessed_pages(mem, layout, false);
+    if (!touched)
+        return std::unexpected(touched.error());
+    img.working_set = to_ranges(*touched);
+    img.metadata_json = fmt::format(
+        R"({{"generator":"presnap 0.1.0","requests":{},"requests_total":{},"pages_dirtied":{},"pages_touched":{},"restore_generation":{}}})",
+        request_no, requests_base + request_no, dirty.size(), touched->size(), restore_generation);
+
+    snapshot::WriteOptions wo;
+    wo.encoding = cfg.snapshot_at_eof->compress ? snapshot::PageEncoding::kZstd
+                                                : snapshot::PageEncoding::kRaw;
+    auto sum = snapshot::write_snapshot(cfg.snapshot_at_eof->path, img, wo);
+    if (!sum)
+        return std::unexpected(sum.error());
+    out.kind = RunOutcome::Kind::kSnapshotted;
+    out.snapshot_bytes = sum->file_size;
+    out.snapshot_pages = sum->pages_stored;
+    out.pages_dirtied = dirty.size();
+    out.pages_touched = touched->size();
+    out.requests = request_no;
+    return {};
+}
+
 int exit_code_for(const RunOutcome& o) {
     switch (o.kind) {
     case RunOutcome::Kind::kExited:
         return o.status & 0xff;
+    case RunOutcome::Kind::kSnapshotted:
+        return 0;
     case RunOutcome::Kind::kSignaled:
         return 128 + o.signal;
     case RunOutcome::Kind::kTimeout:
@@ -460,7 +801,6 @@ Result<RunOutcome> Monitor::serve() {
     kvm_run* run = vc.state();
     RunStats& st = stats_;
     g_active_run.store(run);
-    m.deadline_s = m.cfg.timeout_s;
     arm_timer(m.cfg.timeout_s);
     st.setup_us = double(clock_ns(CLOCK_MONOTONIC) - m.start_ns) / 1e3;
 
@@ -510,6 +850,94 @@ Result<RunOutcome> Monitor::serve() {
         return std::nullopt;
     };
 
+    // The guest needs input. At a wait point (the last request used up) this
+    // ends the request's response and delivers the next request; within a
+    // long request it delivers the request's next chunk. `resuming`: the
+    // first call after a restore, for the INPUT the snapshot was taken in
+    // (its output was passed on before the snapshot).
+    auto on_input = [&](uint64_t gpa, bool resuming) -> Result<std::optional<RunOutcome>> {
+        auto hc = m.mem.read_obj<psn_hc_input>(gpa);
+        if (!hc)
+            return guest_error("bad hypercall argument: " + hc.error().message);
+        if (!resuming) {
+            auto e = emit(hc->out_addr, hc->out_len, 1);
+            if (!e)
+                return std::unexpected(e.error());
+            if (*e)
+                return *e;
+        }
+        auto in = m.mem.span(m.layout.in_buf, PSN_IO_BUFFER_SIZE);
+        if (!in)
+            return std::unexpected(in.error());
+        hc->request_start = 0;
+        if (!m.in_request) { // the wait point
+            int64_t now = clock_ns(CLOCK_MONOTONIC);
+            if (!m.started) {
+                m.started = true;
+                st.startup_us = double(now - m.start_ns) / 1e3;
+            } else if (m.request_no > 0) {
+                st.request_us.push_back(double(now - m.request_start_ns) / 1e3);
+                st.request_exits.push_back(st.exits - m.exits_at_request_start);
+                if (m.request_no == 1) {
+                    rusage ru;
+                    getrusage(RUSAGE_SELF, &ru);
+                    st.first_request_faults = uint64_t(ru.ru_minflt - m.minflt_at_request_start);
+                }
+            }
+            disarm_timer();
+        }
+        auto chunk = m.reader.next(in->data(), PSN_IO_BUFFER_SIZE);
+        if (!chunk)
+            return std::unexpected(chunk.error());
+        m.mem.note_host_write(m.layout.in_buf, chunk->len);
+        if (!m.in_request && chunk->eof && m.cfg.snapshot_at_eof) {
+            RunOutcome o;
+            if (auto s = m.capture(gpa, o); !s)
+                return std::unexpected(s.error());
+            return o;
+        }
+        if (!m.in_request && chunk->eof) {
+            m.at_eof = true; // the program still runs after EOF: keep a limit on it
+            arm_timer(m.cfg.timeout_s);
+        }
+        if (!m.in_request && chunk->len > 0) {
+            m.request_no++;
+            m.request_bytes = 0;
+            m.response_bytes = 0;
+            hc->request_start = 1;
+            m.request_start_ns = clock_ns(CLOCK_MONOTONIC);
+            m.exits_at_request_start = st.exits;
+            rusage ru;
+            getrusage(RUSAGE_SELF, &ru);
+            m.minflt_at_request_start = ru.ru_minflt;
+            arm_timer(m.cfg.timeout_s);
+        }
+        m.request_bytes += chunk->len;
+        if (m.request_bytes > m.cfg.max_request)
+            return guest_error(fmt::format(
+                "request is longer than the limit of {} bytes (--max-request)", m.cfg.max_request));
+        m.in_request = chunk->len > 0 && !chunk->ends_request;
+        hc->in_len = chunk->len;
+        hc->eof = chunk->eof ? 1 : 0;
+        hc->request_index = m.requests_base + m.request_no;
+        if (!m.deterministic) {
+            hc->realtime_ns = clock_ns(CLOCK_REALTIME);
+            hc->monotonic_ns = clock_ns(CLOCK_MONOTONIC);
+            hc->tsc_hz = m.tsc_hz();
+        }
+        if (auto s = m.mem.write_obj(gpa, *hc); !s)
+            return guest_error("bad hypercall argument: " + s.error().message);
+        return std::nullopt;
+    };
+    if (m.pending_input_gpa) { // restored: answer the INPUT the snapshot waits in
+        m.started = true;
+        auto r = on_input(m.pending_input_gpa, true);
+        if (!r)
+            return std::unexpected(r.error());
+        if (*r)
+            return **r;
+    }
+
     for (;;) {
         auto r = vc.run();
         if (!r)
@@ -535,61 +963,11 @@ Result<RunOutcome> Monitor::serve() {
             std::memcpy(&gpa, reinterpret_cast<uint8_t*>(run) + run->io.data_offset, 4);
             switch (port - PSN_HC_PORT_BASE) {
             case PSN_HC_INPUT: {
-                auto hc = m.mem.read_obj<psn_hc_input>(gpa);
-                if (!hc)
-                    return guest_error("bad hypercall argument: " + hc.error().message);
-                auto e = emit(hc->out_addr, hc->out_len, 1);
-                if (!e)
-                    return std::unexpected(e.error());
-                if (*e)
-                    return **e;
-                auto in = m.mem.span_for_write(m.layout.in_buf, PSN_IO_BUFFER_SIZE);
-                if (!in)
-                    return std::unexpected(in.error());
-                hc->request_start = 0;
-                if (!m.in_request) { // the wait point
-                    int64_t now = clock_ns(CLOCK_MONOTONIC);
-                    if (!m.started) {
-                        m.started = true;
-                        st.startup_us = double(now - m.start_ns) / 1e3;
-                    } else if (m.request_no > 0) {
-                        st.request_us.push_back(double(now - m.request_start_ns) / 1e3);
-                        st.request_exits.push_back(st.exits - m.exits_at_request_start);
-                    }
-                    disarm_timer();
-                }
-                auto chunk = m.reader.next(in->data(), PSN_IO_BUFFER_SIZE);
-                if (!chunk)
-                    return std::unexpected(chunk.error());
-                if (!m.in_request && chunk->eof) {
-                    m.at_eof = true; // the program still runs after EOF: keep a limit on it
-                    arm_timer(m.cfg.timeout_s);
-                }
-                if (!m.in_request && chunk->len > 0) {
-                    m.request_no++;
-                    m.request_bytes = 0;
-                    m.response_bytes = 0;
-                    hc->request_start = 1;
-                    m.request_start_ns = clock_ns(CLOCK_MONOTONIC);
-                    m.exits_at_request_start = st.exits;
-                    arm_timer(m.cfg.timeout_s);
-                }
-                m.request_bytes += chunk->len;
-                if (m.request_bytes > m.cfg.max_request)
-                    return guest_error(
-                        fmt::format("request is longer than the limit of {} bytes (--max-request)",
-                                    m.cfg.max_request));
-                m.in_request = chunk->len > 0 && !chunk->ends_request;
-                hc->in_len = chunk->len;
-                hc->eof = chunk->eof ? 1 : 0;
-                hc->request_index = m.request_no;
-                if (!m.cfg.deterministic) {
-                    hc->realtime_ns = clock_ns(CLOCK_REALTIME);
-                    hc->monotonic_ns = clock_ns(CLOCK_MONOTONIC);
-                    hc->tsc_hz = m.tsc_hz();
-                }
-                if (auto s = m.mem.write_obj(gpa, *hc); !s)
-                    return guest_error("bad hypercall argument: " + s.error().message);
+                auto r = on_input(gpa, false);
+                if (!r)
+                    return std::unexpected(r.error());
+                if (*r)
+                    return **r;
                 break;
             }
             case PSN_HC_WRITE: {

@@ -145,6 +145,26 @@ Status write_system_tables(GuestMemory& mem, const GuestLayout& l, uint64_t exc_
     return mem.write(PSN_IDT_ADDR, {reinterpret_cast<uint8_t*>(idt), sizeof idt});
 }
 
+Result<std::vector<uint64_t>> accessed_pages(GuestMemory& mem, const GuestLayout& l, bool clear) {
+    constexpr uint64_t kAccessed = 1u << 5;
+    uint64_t pages = l.mem_size / kPageSize;
+    uint64_t pts = div_up(pages, 512), pds = div_up(pts, 512), pdpts = div_up(pds, 512);
+    uint64_t pt0 = l.page_tables + (1 + pdpts + pds) * kPageSize;
+    auto span = clear ? mem.span_for_write(pt0, pages * 8) : mem.span(pt0, pages * 8);
+    if (!span)
+        return std::unexpected(span.error());
+    auto* pte = reinterpret_cast<uint64_t*>(span->data());
+    std::vector<uint64_t> out;
+    for (uint64_t p = 0; p < pages; p++) {
+        if (pte[p] & kAccessed) {
+            out.push_back(p);
+            if (clear)
+                pte[p] &= ~kAccessed;
+        }
+    }
+    return out;
+}
+
 kvm_sregs long_mode_sregs(const kvm_sregs& current, const GuestLayout& l) {
     kvm_sregs s = current;
     kvm_segment code{};

@@ -44,6 +44,10 @@ class GuestMemory {
         return write(gpa, {reinterpret_cast<const uint8_t*>(&v), sizeof v});
     }
 
+    // Records that the host wrote [gpa, gpa + len) through a span() it got
+    // before it knew how much it would write (e.g. a read(2) into guest memory).
+    void note_host_write(uint64_t gpa, uint64_t len) { mark_dirty(gpa, len); }
+
     // Pages written by the host since the last clear_host_dirty().
     const std::vector<uint64_t>& host_dirty_bitmap() const { return dirty_; }
     void clear_host_dirty();

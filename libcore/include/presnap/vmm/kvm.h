@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <linux/kvm.h>
 #include <memory>
+#include <span>
 #include <vector>
 
 namespace presnap::vmm {
@@ -39,6 +40,9 @@ class Vm {
 
     // Maps `size` bytes at `host` as guest physical [0, size) in slot 0.
     Status set_memory(void* host, uint64_t size, bool log_dirty);
+    // Pages written by the guest since the last call (or since logging began),
+    // one bit per page; needs set_memory(..., log_dirty = true).
+    Result<std::vector<uint64_t>> dirty_log(uint64_t size) const;
     Result<std::vector<kvm_cpuid_entry2>> supported_cpuid() const;
     int fd() const { return vm_.get(); }
     int kvm_fd() const { return kvm_.get(); }
@@ -65,6 +69,14 @@ class Vcpu {
     Status set_cpuid(const std::vector<kvm_cpuid_entry2>& entries);
     Status set_msrs(const std::vector<std::pair<uint32_t, uint64_t>>& msrs);
     Status set_xcr0(uint64_t xcr0);
+    Result<std::vector<uint64_t>> msrs(const std::vector<uint32_t>& indices) const;
+    Result<std::vector<uint8_t>> xsave() const; // struct kvm_xsave bytes
+    Status set_xsave(std::span<const uint8_t> bytes);
+    Result<std::vector<uint8_t>> xcrs() const; // struct kvm_xcrs bytes
+    Status set_xcrs(std::span<const uint8_t> bytes);
+    // Completes an exit KVM left pending (the `out` of a hypercall), so that
+    // the registers read next are those after the instruction.
+    Status complete_pending_exit();
 
   private:
     Vcpu() = default;

@@ -19,8 +19,18 @@
 
 namespace presnap::vmm {
 
+// Where and how to write a snapshot when the requests run out (see
+// MonitorConfig::snapshot_at_eof).
+struct SnapshotPlan {
+    std::string path;
+    bool compress = false; // zstd page data (smaller) instead of raw (mmap-able)
+};
+
 struct MonitorConfig {
-    std::string program;           // host path of the static executable
+    // What to run: a program booted cold, or snapshot files restored (the
+    // first a full snapshot, each next one a diff over the one before).
+    std::string program; // host path of the static executable
+    std::vector<std::string> restore;
     std::vector<std::string> args; // argv[1..]
     std::vector<std::string> env;
     std::optional<std::string> rootfs;
@@ -31,6 +41,20 @@ struct MonitorConfig {
     bool deterministic = false;          // virtual clock and fixed random seed
     uint64_t seed = 0;                   // random seed with `deterministic`
     int in_fd = 0, out_fd = 1, err_fd = 2;
+    // When set, the run does not deliver end of input to the program: at the
+    // wait point where the requests run out it writes a snapshot (a full one
+    // after a cold boot, a diff over the last restored file otherwise) and
+    // stops with RunOutcome::Kind::kSnapshotted.
+    std::optional<SnapshotPlan> snapshot_at_eof;
+    // On restore, bring the snapshots' recorded working set into memory in
+    // bulk before the first request (MADV_POPULATE_WRITE). Off by default:
+    // the recorded set is what the warm-up touched, initialisation included,
+    // which is far more than a later request needs (docs/measurements.md).
+    bool prefetch = false;
+    // On restore, also check every page-data checksum (a pass over the whole
+    // file). The structure is always validated; page data is guest memory,
+    // which cannot harm the host, so this checks integrity, not safety.
+    bool verify_data = false;
     // Receives warnings (unsupported syscalls, out of memory ...), one line each.
     std::function<void(const std::string&)> warn;
 };
@@ -38,16 +62,22 @@ struct MonitorConfig {
 // How a run ended.
 struct RunOutcome {
     enum class Kind {
-        kExited,     // the program exited: `status`
-        kSignaled,   // the program was killed (by itself, or a CPU exception): `signal`
-        kTimeout,    // a request ran longer than the timeout
-        kGuestError, // the guest broke a limit or the ABI (triple fault, bad pointer ...)
+        kExited,      // the program exited: `status`
+        kSignaled,    // the program was killed (by itself, or a CPU exception): `signal`
+        kTimeout,     // a request ran longer than the timeout
+        kGuestError,  // the guest broke a limit or the ABI (triple fault, bad pointer ...)
+        kSnapshotted, // snapshot_at_eof: the snapshot was written
     };
     Kind kind = Kind::kExited;
     int status = 0;
     int signal = 0;
     std::string message;   // for everything but a plain exit: what happened, where
     uint64_t requests = 0; // requests delivered
+    // kSnapshotted: what was written.
+    uint64_t snapshot_bytes = 0;
+    uint64_t snapshot_pages = 0; // pages with data in the file
+    uint64_t pages_dirtied = 0;  // since boot or restore (guest and host writes)
+    uint64_t pages_touched = 0;  // the working set recorded in the file
 };
 
 // Timings of one run, for --stats and the benchmarks (microseconds).
@@ -58,6 +88,9 @@ struct RunStats {
     std::vector<double> request_us;      // delivery to wait point, per request
     std::vector<uint64_t> request_exits; // exits per request (1 = just the wait point)
     uint64_t exits = 0;
+    double restore_us = 0;             // monitor start to ready (restores only)
+    uint64_t prefetched_pages = 0;     // pages brought in before the first request
+    uint64_t first_request_faults = 0; // host minor faults during the first request
 };
 
 class Monitor {
@@ -72,6 +105,8 @@ class Monitor {
   private:
     struct Impl;
     explicit Monitor(std::unique_ptr<Impl> impl);
+    static Result<std::unique_ptr<Monitor>> restore(const MonitorConfig& cfg, int64_t t0,
+                                                    uint64_t tsc0, int64_t raw0);
     std::unique_ptr<Impl> impl_;
     RunStats stats_;
 };

@@ -38,6 +38,13 @@ Result<GuestLayout> compute_layout(uint64_t mem_size, uint64_t rootfs_size, uint
 // Writes page tables, GDT, TSS and IDT (gates from the guest kernel header).
 Status write_system_tables(GuestMemory& mem, const GuestLayout& layout, uint64_t exc_table_gpa);
 
+// Guest pages whose accessed bit is set in the leaf page tables (the pages the
+// guest touched since the bits were last cleared), sorted. With `clear`, also
+// clears the bits: do that only while no vCPU has run since the page tables
+// were loaded (its TLB would hide later accesses).
+Result<std::vector<uint64_t>> accessed_pages(GuestMemory& mem, const GuestLayout& layout,
+                                             bool clear);
+
 // Special registers for long mode at CPL3 with the layout's page tables.
 kvm_sregs long_mode_sregs(const kvm_sregs& current, const GuestLayout& layout);
 

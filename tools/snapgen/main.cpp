@@ -1,0 +1,193 @@
+// snapgen: make snapshots of a function. A thin main over libcore's monitor:
+//   snapgen --base -o BASE.snap [--warmup FILE] PROGRAM [ARGS...]
+//   snapgen --after REQUESTS --from BASE.snap [--from DIFF.snap...] -o OUT.snap
+// The library mode (a probability map in, a library of diffs out) comes with
+// its own issue; this is the mechanism. See snapgen(1).
+#include "presnap/vmm/kvm.h"
+#include "presnap/vmm/monitor.h"
+
+#include <CLI/CLI.hpp>
+#include <cctype>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <string>
+#include <unistd.h>
+#include <vector>
+
+using namespace presnap;
+
+namespace {
+
+constexpr const char* kTool = "snapgen";
+constexpr int kExitFailure = 1, kExitUsage = 2;
+bool g_quiet = false;
+
+void error(const std::string& msg) {
+    fmt::print(stderr, "{}: error: {}\n", kTool, msg);
+}
+void note(const std::string& msg) {
+    fmt::print(stderr, "{}: note: {}\n", kTool, msg);
+}
+void warning(const std::string& msg) {
+    if (!g_quiet)
+        fmt::print(stderr, "{}: warning: {}\n", kTool, msg);
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+    CLI::App app{"Make snapshots of a function running in a presnap KVM guest.", kTool};
+    vmm::MonitorConfig cfg;
+    bool base = false, compress = false, version = false;
+    std::string after, warmup, output, responses, mem = "256M", rootfs;
+    std::vector<std::string> from, program;
+    app.add_flag("--base", base,
+                 "boot PROGRAM, run the --warmup requests, and write a full snapshot at the "
+                 "next wait point");
+    app.add_option("--after", after,
+                   "restore --from, run the requests in FILE, and write a diff snapshot at the "
+                   "next wait point")
+        ->option_text("FILE");
+    app.add_option("--from", from, "the snapshot to start from: a full one, then diffs over it")
+        ->option_text("SNAPSHOT");
+    app.add_option("-o,--output", output, "the snapshot file to write")
+        ->option_text("FILE")
+        ->required();
+    app.add_option("--warmup", warmup, "requests to run before a base snapshot (default none)")
+        ->option_text("FILE");
+    app.add_option("--responses", responses,
+                   "write the responses to the warm-up requests here (default: discarded)")
+        ->option_text("FILE");
+    app.add_flag("--compress", compress, "store page data zstd-compressed instead of raw");
+    app.add_option("--mem", mem, "guest memory size, a multiple of 2M (default 256M)")
+        ->option_text("SIZE");
+    app.add_option("--rootfs", rootfs, "read-only file tree the program sees as /")
+        ->option_text("DIR");
+    app.add_option("--timeout", cfg.timeout_s,
+                   "wall-time limit per request in seconds (default 10)")
+        ->option_text("SECONDS")
+        ->check(CLI::PositiveNumber);
+    app.add_flag("--deterministic", cfg.deterministic,
+                 "virtual clock and random bytes from --seed: the same inputs give the same file");
+    app.add_option("--seed", cfg.seed, "random seed with --deterministic (default 0)")
+        ->option_text("N");
+    app.add_flag("-q,--quiet", g_quiet, "do not print warnings");
+    app.add_flag("--version", version, "print the version and exit");
+    app.add_option("program", program, "the program and its arguments (with --base)")
+        ->option_text("PROGRAM [ARGS...]");
+    app.positionals_at_end();
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::CallForHelp&) {
+        fmt::print("{}", app.help());
+        return 0;
+    } catch (const CLI::ParseError& e) {
+        if (version) {
+            fmt::print("snapgen (presnap) 0.1.0\n");
+            return 0;
+        }
+        std::string msg = e.what();
+        if (!msg.empty())
+            msg[0] = char(std::tolower(static_cast<unsigned char>(msg[0])));
+        error(msg);
+        note("see 'snapgen --help'");
+        return kExitUsage;
+    }
+    if (version) {
+        fmt::print("snapgen (presnap) 0.1.0\n");
+        return 0;
+    }
+    if (base == !after.empty()) {
+        error("give exactly one of --base and --after");
+        return kExitUsage;
+    }
+    if (base && program.empty()) {
+        error("--base needs a PROGRAM");
+        return kExitUsage;
+    }
+    if (!base && (from.empty() || !program.empty())) {
+        error("--after needs --from SNAPSHOT and no PROGRAM");
+        return kExitUsage;
+    }
+    uint64_t msize = 0;
+    {
+        size_t pos = 0;
+        try {
+            msize = std::stoull(mem, &pos);
+        } catch (...) {
+            pos = std::string::npos;
+        }
+        std::string suf = pos == std::string::npos ? "?" : mem.substr(pos);
+        if (suf == "M")
+            msize <<= 20;
+        else if (suf == "G")
+            msize <<= 30;
+        else if (!suf.empty()) {
+            error(fmt::format("bad size '{}' (expected a number with an optional M or G suffix)",
+                              mem));
+            return kExitUsage;
+        }
+    }
+
+    std::string input = base ? warmup : after;
+    int in_fd = input.empty() ? ::open("/dev/null", O_RDONLY | O_CLOEXEC)
+                              : ::open(input.c_str(), O_RDONLY | O_CLOEXEC);
+    if (in_fd < 0) {
+        error(fmt::format("{}: cannot open: {}", input, std::strerror(errno)));
+        return kExitFailure;
+    }
+    int out_fd = responses.empty()
+                     ? ::open("/dev/null", O_WRONLY | O_CLOEXEC)
+                     : ::open(responses.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (out_fd < 0) {
+        error(fmt::format("{}: cannot open: {}", responses, std::strerror(errno)));
+        return kExitFailure;
+    }
+    cfg.in_fd = in_fd;
+    cfg.out_fd = out_fd;
+    cfg.mem_size = msize;
+    if (!rootfs.empty())
+        cfg.rootfs = rootfs;
+    if (base) {
+        cfg.program = program[0];
+        cfg.args.assign(program.begin() + 1, program.end());
+    } else {
+        cfg.restore = from;
+        cfg.prefetch = false; // a new working set is recorded from scratch
+    }
+    cfg.snapshot_at_eof = vmm::SnapshotPlan{output, compress};
+    cfg.warn = warning;
+
+    if (auto s = vmm::kvm_available(); !s) {
+        error(s.error().describe());
+        return kExitFailure;
+    }
+    auto mon = vmm::Monitor::boot(cfg);
+    if (!mon) {
+        error(mon.error().describe());
+        return kExitFailure;
+    }
+    auto out = (*mon)->serve();
+    if (!out) {
+        error(out.error().describe());
+        return kExitFailure;
+    }
+    if (out->kind != vmm::RunOutcome::Kind::kSnapshotted) {
+        error(out->message.empty()
+                  ? fmt::format("the program exited with status {} before its next wait point; "
+                                "no snapshot written",
+                                out->status)
+                  : out->message + "; no snapshot written");
+        return kExitFailure;
+    }
+    if (!g_quiet)
+        fmt::print(stderr,
+                   "{}: wrote {} ({} bytes, {} pages stored; {} requests run, {} pages dirtied, "
+                   "{} touched)\n",
+                   kTool, output, out->snapshot_bytes, out->snapshot_pages, out->requests,
+                   out->pages_dirtied, out->pages_touched);
+    return 0;
+}
