@@ -11,6 +11,7 @@
 #include <zstd.h>
 
 #include "internal.h"
+#include "presnap/output_file.h"
 #include "presnap/snapshot/image.h"
 
 namespace presnap::snapshot {
@@ -366,6 +367,34 @@ Result<WriteSummary> write_snapshot(const std::string& path, const SnapshotImage
     // Check first, so that a bad image never creates even a temporary file.
     if (auto s = validate_image(image, options); !s)
         return std::unexpected(s.error().with_context(path));
+    if (output_kind(path) == OutputKind::kSpecial) {
+        // /dev/null, a FIFO ...: a rename would replace the node, and a FIFO
+        // cannot seek, so the file is built in memory and written in order.
+        WriteSummary summary;
+        auto bytes = serialize_snapshot(image, options, &summary);
+        if (!bytes)
+            return std::unexpected(bytes.error().with_context(path));
+        int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+        if (fd < 0)
+            return std::unexpected(
+                make_errno_error(Errc::kIo, errno, "open").error().with_context(path));
+        for (size_t off = 0; off < bytes->size();) {
+            ssize_t n = ::write(fd, bytes->data() + off, bytes->size() - off);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n <= 0) {
+                int err = n < 0 ? errno : EIO;
+                ::close(fd);
+                return std::unexpected(
+                    make_errno_error(Errc::kIo, err, "write").error().with_context(path));
+            }
+            off += size_t(n);
+        }
+        if (::close(fd) != 0)
+            return std::unexpected(
+                make_errno_error(Errc::kIo, errno, "close").error().with_context(path));
+        return summary;
+    }
     const std::filesystem::path target(path);
     std::filesystem::path dir = target.parent_path();
     if (dir.empty())

@@ -9,6 +9,8 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include "presnap/output_file.h"
+
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
@@ -35,6 +37,15 @@ void note(const std::string& what) {
 // Writes to a temporary name in the same directory, flushes, renames: a
 // crash never leaves a half-written map under the final name.
 bool write_atomically(const std::string& path, const std::string& data, std::string& why) {
+    if (presnap::output_kind(path) == presnap::OutputKind::kSpecial) {
+        // /dev/null, a FIFO ...: written in place (a rename would replace the node).
+        FILE* f = std::fopen(path.c_str(), "w");
+        if (!f || std::fwrite(data.data(), 1, data.size(), f) != data.size() || std::fclose(f) != 0) {
+            why = std::strerror(errno);
+            return false;
+        }
+        return true;
+    }
     if (path == "-") {
         if (std::fwrite(data.data(), 1, data.size(), stdout) != data.size() ||
             std::fflush(stdout) != 0) {
