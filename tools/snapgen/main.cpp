@@ -3,6 +3,7 @@
 //   snapgen --after REQUESTS --from BASE.snap [--from DIFF.snap...] -o OUT.snap
 // The library mode (a probability map in, a library of diffs out) comes with
 // its own issue; this is the mechanism. See snapgen(1).
+#include "presnap/size.h"
 #include "presnap/vmm/kvm.h"
 #include "presnap/vmm/monitor.h"
 
@@ -59,7 +60,7 @@ int main(int argc, char** argv) {
     app.add_option("--warmup", warmup, "requests to run before a base snapshot (default none)")
         ->option_text("FILE");
     app.add_option("--responses", responses,
-                   "write the responses to the warm-up requests here (default: discarded)")
+                   "write the program's responses while the snapshot is made here (default none)")
         ->option_text("FILE");
     app.add_flag("--compress", compress, "store page data zstd-compressed instead of raw");
     app.add_option("--mem", mem, "guest memory size, a multiple of 2M (default 256M)")
@@ -67,7 +68,7 @@ int main(int argc, char** argv) {
     app.add_option("--rootfs", rootfs, "read-only file tree the program sees as /")
         ->option_text("DIR");
     app.add_option("--timeout", cfg.timeout_s,
-                   "wall-time limit per request in seconds (default 10)")
+                   "wall-time limit per request, and for start-up, in seconds (default 10)")
         ->option_text("SECONDS")
         ->check(CLI::PositiveNumber);
     app.add_flag("--deterministic", cfg.deterministic,
@@ -112,25 +113,18 @@ int main(int argc, char** argv) {
         error("--after needs --from SNAPSHOT and no PROGRAM");
         return kExitUsage;
     }
-    uint64_t msize = 0;
-    {
-        size_t pos = 0;
-        try {
-            msize = std::stoull(mem, &pos);
-        } catch (...) {
-            pos = std::string::npos;
-        }
-        std::string suf = pos == std::string::npos ? "?" : mem.substr(pos);
-        if (suf == "M")
-            msize <<= 20;
-        else if (suf == "G")
-            msize <<= 30;
-        else if (!suf.empty()) {
-            error(fmt::format("bad size '{}' (expected a number with an optional M or G suffix)",
-                              mem));
-            return kExitUsage;
-        }
+    auto msize = presnap::parse_size(mem);
+    if (!msize) {
+        error(fmt::format("bad size '{}' (expected a number with an optional K, M or G suffix)",
+                          mem));
+        return kExitUsage;
     }
+    if (!base)
+        for (const char* opt : {"--mem", "--rootfs", "--warmup"})
+            if (app.count(opt)) {
+                error(fmt::format("{} has no effect with --after (the snapshot fixes it)", opt));
+                return kExitUsage;
+            }
 
     std::string input = base ? warmup : after;
     int in_fd = input.empty() ? ::open("/dev/null", O_RDONLY | O_CLOEXEC)
@@ -148,7 +142,7 @@ int main(int argc, char** argv) {
     }
     cfg.in_fd = in_fd;
     cfg.out_fd = out_fd;
-    cfg.mem_size = msize;
+    cfg.mem_size = *msize;
     if (!rootfs.empty())
         cfg.rootfs = rootfs;
     if (base) {

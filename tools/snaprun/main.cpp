@@ -1,5 +1,6 @@
 // snaprun: serve requests from a function running in a presnap KVM guest.
 // A thin main: parse options, call libcore's monitor, report. See snaprun(1).
+#include "presnap/size.h"
 #include "presnap/vmm/kvm.h"
 #include "presnap/vmm/monitor.h"
 
@@ -28,32 +29,6 @@ void note(const std::string& msg) {
 void warning(const std::string& msg) {
     if (!g_quiet)
         fmt::print(stderr, "{}: warning: {}\n", kTool, msg);
-}
-
-// "256M", "1G", "65536", "64K" -> bytes.
-std::optional<uint64_t> parse_size(const std::string& s) {
-    if (s.empty())
-        return std::nullopt;
-    size_t pos = 0;
-    unsigned long long v;
-    try {
-        v = std::stoull(s, &pos, 10);
-    } catch (...) {
-        return std::nullopt;
-    }
-    std::string suf = s.substr(pos);
-    uint64_t mul = 1;
-    if (suf == "K" || suf == "k" || suf == "KiB")
-        mul = 1ull << 10;
-    else if (suf == "M" || suf == "m" || suf == "MiB")
-        mul = 1ull << 20;
-    else if (suf == "G" || suf == "g" || suf == "GiB")
-        mul = 1ull << 30;
-    else if (!suf.empty())
-        return std::nullopt;
-    if (v > (~0ull) / mul)
-        return std::nullopt;
-    return v * mul;
 }
 
 double median(std::vector<double> v) {
@@ -114,7 +89,10 @@ int main(int argc, char** argv) {
     app.add_option("--rootfs", rootfs, "read-only file tree the program sees as /")
         ->option_text("DIR");
     app.add_option("--env", env, "add NAME=VALUE to the program's environment (repeatable)")
-        ->option_text("NAME=VALUE");
+        ->option_text("NAME=VALUE")
+        ->expected(1)
+        ->allow_extra_args(false)
+        ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
     app.add_option("--max-request", max_request, "longest request line accepted (default 64M)")
         ->option_text("SIZE");
     app.add_option("--max-response", max_response, "longest response allowed (default 64M)")
@@ -155,11 +133,20 @@ int main(int argc, char** argv) {
         return vmm::kExitHostError;
     }
     cfg.restore = snapshots;
+    if (!snapshots.empty())
+        for (const char* opt : {"--mem", "--rootfs", "--env"})
+            if (app.count(opt)) {
+                error(fmt::format("{} has no effect when restoring a snapshot (memory, file "
+                                  "tree and environment are part of it)",
+                                  opt));
+                return vmm::kExitHostError;
+            }
     if (cfg.program.empty() && snapshots.empty()) {
         error("no function given (expected --cold PROGRAM or SNAPSHOT)");
         note("see 'snaprun --help'");
         return vmm::kExitHostError;
     }
+    using presnap::parse_size;
     auto msize = parse_size(mem), mreq = parse_size(max_request), mresp = parse_size(max_response);
     if (!msize || !mreq || !mresp || *mreq == 0 || *mresp == 0) {
         error(fmt::format("bad size '{}' (expected a number with an optional K, M or G suffix)",

@@ -25,7 +25,7 @@
 
 /* ---- Fixed layout (guest physical = guest virtual) ---- */
 #define PSN_PAGE_SIZE 4096ull
-#define PSN_GDT_ADDR 0x1000ull       /* GDT (8 entries) then the TSS at +0x80 */
+#define PSN_GDT_ADDR 0x1000ull /* GDT (8 entries) then the TSS at +0x80 */
 #define PSN_TSS_ADDR 0x1080ull
 #define PSN_IDT_ADDR 0x2000ull       /* 256 gates x 16 bytes */
 #define PSN_BOOT_INFO_ADDR 0x3000ull /* struct psn_boot_info, one page */
@@ -75,13 +75,13 @@ struct psn_boot_info {
     uint64_t mmap_top;    /* mmap area grows down from here (page aligned) */
     uint64_t stack_low;   /* lowest stack byte; mmap never goes at or above */
     uint64_t stack_top;
-    uint64_t in_buf;  /* input buffer, PSN_IO_BUFFER_SIZE bytes */
-    uint64_t out_buf; /* output buffer, PSN_IO_BUFFER_SIZE bytes */
-    uint64_t rootfs_addr; /* read-only file tree image (struct psn_fs_header) */
-    uint64_t rootfs_size; /* 0 if no --rootfs */
-    uint64_t tsc_hz;      /* 0 if unknown (clock then ticks from exits only) */
-    int64_t realtime_ns;  /* host CLOCK_REALTIME at the first KVM_RUN */
-    int64_t monotonic_ns; /* host CLOCK_MONOTONIC at the first KVM_RUN */
+    uint64_t in_buf;             /* input buffer, PSN_IO_BUFFER_SIZE bytes */
+    uint64_t out_buf;            /* output buffer, PSN_IO_BUFFER_SIZE bytes */
+    uint64_t rootfs_addr;        /* read-only file tree image (struct psn_fs_header) */
+    uint64_t rootfs_size;        /* 0 if no --rootfs */
+    uint64_t tsc_hz;             /* 0 if unknown (clock then ticks from exits only) */
+    int64_t realtime_ns;         /* host CLOCK_REALTIME at the first KVM_RUN */
+    int64_t monotonic_ns;        /* host CLOCK_MONOTONIC at the first KVM_RUN */
     uint64_t restore_generation; /* 0 on a cold boot; +1 per restore */
     uint8_t random_seed[32];     /* seeds the guest's ChaCha20 generator */
     uint64_t exe_path;           /* guest address of the program path string */
@@ -107,10 +107,10 @@ enum psn_hypercall {
  * monitor delivered ended a request, this is a wait point: out_* is the whole
  * rest of the response. The monitor fills in_buf with the next chunk. */
 struct psn_hc_input {
-    uint64_t out_addr; /* IN: buffered stdout bytes */
-    uint64_t out_len;  /* IN */
-    uint64_t in_len;   /* OUT: bytes placed at boot_info.in_buf */
-    uint32_t eof;      /* OUT: 1 = no more input ever */
+    uint64_t out_addr;      /* IN: buffered stdout bytes */
+    uint64_t out_len;       /* IN */
+    uint64_t in_len;        /* OUT: bytes placed at boot_info.in_buf */
+    uint32_t eof;           /* OUT: 1 = no more input ever */
     uint32_t request_start; /* OUT: 1 = the chunk starts a new request */
     int64_t realtime_ns;    /* OUT: host time just before resuming */
     int64_t monotonic_ns;   /* OUT */
@@ -126,8 +126,8 @@ struct psn_hc_write {
 };
 
 struct psn_hc_exit {
-    int32_t status; /* IN: exit_group status, or 128 + signal for a kill */
-    uint32_t signal; /* IN: nonzero when the program killed itself with it */
+    int32_t status;    /* IN: exit_group status, or 128 + signal for a kill */
+    uint32_t signal;   /* IN: nonzero when the program killed itself with it */
     uint64_t out_addr; /* IN: buffered stdout bytes to flush first */
     uint64_t out_len;  /* IN */
 };

@@ -19,6 +19,7 @@
 #include <ctime>
 #include <elf.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <set>
 #include <sys/mman.h>
 #include <sys/random.h>
@@ -356,7 +357,28 @@ struct Monitor::Impl {
 Monitor::Monitor(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Monitor::~Monitor() = default;
 
+// On PVM the guest's `cpuid` is not intercepted and reports the APIC ID of
+// the host core it happens to run on, which glibc keeps in memory: a
+// deterministic run stays on one core so that its snapshots repeat.
+Status pin_to_one_cpu() {
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) != 0)
+        return make_errno_error(Errc::kIo, errno, "sched_getaffinity");
+    for (int c = 0; c < CPU_SETSIZE; c++)
+        if (CPU_ISSET(c, &set)) {
+            CPU_ZERO(&set);
+            CPU_SET(c, &set);
+            if (sched_setaffinity(0, sizeof set, &set) != 0)
+                return make_errno_error(Errc::kIo, errno, "sched_setaffinity");
+            return {};
+        }
+    return {};
+}
+
 Result<std::unique_ptr<Monitor>> Monitor::boot(const MonitorConfig& cfg) {
+    if (cfg.deterministic)
+        if (auto s = pin_to_one_cpu(); !s)
+            return std::unexpected(s.error());
     int64_t t0 = clock_ns(CLOCK_MONOTONIC);
     uint64_t tsc0 = __rdtsc();
     int64_t raw0 = clock_ns(CLOCK_MONOTONIC_RAW);
@@ -625,7 +647,7 @@ Result<std::unique_ptr<Monitor>> Monitor::restore(const MonitorConfig& cfg, int6
                           "{}: made for guest ABI version {} (this snaprun has {})", last.path(),
                           bi.abi_version, PSN_ABI_VERSION);
     bi.restore_generation = impl->restore_generation;
-    if (cfg.deterministic || impl->deterministic)
+    if (cfg.deterministic) // clones repeat only when asked to
         seed_bytes(cfg.seed ^ (impl->restore_generation * 0x9e3779b97f4a7c15ull), bi.random_seed,
                    sizeof bi.random_seed);
     else if (getrandom(bi.random_seed, sizeof bi.random_seed, 0) != ssize_t(sizeof bi.random_seed))
@@ -638,13 +660,17 @@ Result<std::unique_ptr<Monitor>> Monitor::restore(const MonitorConfig& cfg, int6
     if (cfg.snapshot_at_eof)
         if (auto a = accessed_pages(impl->mem, impl->layout, true); !a)
             return std::unexpected(a.error());
+    uint64_t prefetched = 0;
     if (cfg.prefetch) {
-        auto ranges = to_ranges(impl->ws_pages);
-        for (const auto& r : ranges)
-            madvise(impl->mem_host + r.first_page * kPageSize, r.page_count * kPageSize,
-                    MADV_POPULATE_WRITE);
+        for (const auto& r : to_ranges(impl->ws_pages)) {
+            // Copies each page into this process's memory now, in bulk, so the
+            // guest does not fault on it one page at a time.
+            if (madvise(impl->mem_host + r.first_page * kPageSize, r.page_count * kPageSize,
+                        MADV_POPULATE_WRITE) != 0)
+                return make_errno_error(Errc::kIo, errno, "madvise(MADV_POPULATE_WRITE)");
+            prefetched += r.page_count;
+        }
     }
-
     if (auto s = impl->vm.set_memory(impl->mem_host, st.mem_size, cfg.snapshot_at_eof.has_value());
         !s)
         return std::unexpected(s.error());
@@ -678,7 +704,7 @@ Result<std::unique_ptr<Monitor>> Monitor::restore(const MonitorConfig& cfg, int6
         return std::unexpected(s.error().with_context(last.path()));
     install_alarm_handler();
     auto mon = std::unique_ptr<Monitor>(new Monitor(std::move(impl)));
-    mon->stats_.prefetched_pages = cfg.prefetch ? mon->impl_->ws_pages.size() : 0;
+    mon->stats_.prefetched_pages = prefetched;
     mon->stats_.restore_us = double(clock_ns(CLOCK_MONOTONIC) - t0) / 1e3;
     return mon;
 }
@@ -931,6 +957,7 @@ Result<RunOutcome> Monitor::serve() {
     };
     if (m.pending_input_gpa) { // restored: answer the INPUT the snapshot waits in
         m.started = true;
+        st.startup_us = double(clock_ns(CLOCK_MONOTONIC) - m.start_ns) / 1e3;
         auto r = on_input(m.pending_input_gpa, true);
         if (!r)
             return std::unexpected(r.error());

@@ -150,7 +150,9 @@ Result<std::vector<uint64_t>> accessed_pages(GuestMemory& mem, const GuestLayout
     uint64_t pages = l.mem_size / kPageSize;
     uint64_t pts = div_up(pages, 512), pds = div_up(pts, 512), pdpts = div_up(pds, 512);
     uint64_t pt0 = l.page_tables + (1 + pdpts + pds) * kPageSize;
-    auto span = clear ? mem.span_for_write(pt0, pages * 8) : mem.span(pt0, pages * 8);
+    // Only the page-table pages whose bits change count as written by the host:
+    // marking them all would put every page table into every diff.
+    auto span = mem.span(pt0, pages * 8);
     if (!span)
         return std::unexpected(span.error());
     auto* pte = reinterpret_cast<uint64_t*>(span->data());
@@ -158,8 +160,10 @@ Result<std::vector<uint64_t>> accessed_pages(GuestMemory& mem, const GuestLayout
     for (uint64_t p = 0; p < pages; p++) {
         if (pte[p] & kAccessed) {
             out.push_back(p);
-            if (clear)
+            if (clear) {
                 pte[p] &= ~kAccessed;
+                mem.note_host_write(pt0 + p * 8, 8);
+            }
         }
     }
     return out;

@@ -61,6 +61,14 @@ int main(int argc, char** argv) {
             if (fd >= 0)
                 close(fd);
             printf("random %zd %zd differ=%d\n", r, r2, memcmp(a, b, sizeof a) != 0);
+        } else if (!strcmp(line, "randhex")) {
+            /* differs run to run: not in the oracle's requests */
+            unsigned char r[16];
+            getrandom(r, sizeof r, 0);
+            printf("randhex ");
+            for (unsigned i = 0; i < sizeof r; i++)
+                printf("%02x", r[i]);
+            printf("\n");
         } else if (!strcmp(line, "clock")) {
             struct timespec t1, t2;
             clock_gettime(CLOCK_MONOTONIC, &t1);
