@@ -192,11 +192,12 @@ int main(int argc, char** argv) {
         fmt::print(stderr,
                    "{}: stats: setup_us={:.0f} first_exit_us={:.0f} startup_us={:.0f} "
                    "requests={} first_request_us={:.0f} median_request_us={:.1f} "
-                   "max_exits_per_request={} exits={} restore_us={:.0f} prefetched_pages={} "
+                   "max_exits_per_request={} exits={} restore_us={:.0f} vm_create_us={:.0f} "
+                   "prefetched_pages={} "
                    "first_request_faults={}\n",
                    kTool, st.setup_us, st.first_exit_us, st.startup_us, st.request_us.size(),
                    st.request_us.empty() ? 0.0 : st.request_us.front(), median(st.request_us),
-                   max_exits, st.exits, st.restore_us, st.prefetched_pages,
+                   max_exits, st.exits, st.restore_us, st.vm_create_us, st.prefetched_pages,
                    st.first_request_faults);
         for (size_t i = 0; i < st.request_us.size(); i++)
             fmt::print(stderr, "{}: stats: request {} us={:.1f} exits={}\n", kTool, i + 1,

@@ -585,9 +585,11 @@ Result<std::unique_ptr<Monitor>> Monitor::restore(const MonitorConfig& cfg, int6
         return make_error(Errc::kFormat, "{}: monitor state has an inconsistent memory layout",
                           last.path());
 
+    int64_t vm_t0 = clock_ns(CLOCK_MONOTONIC);
     auto vm = Vm::create();
     if (!vm)
         return std::unexpected(vm.error());
+    int64_t vm_ns = clock_ns(CLOCK_MONOTONIC) - vm_t0;
     auto impl = std::make_unique<Impl>(cfg, std::move(*vm));
     impl->start_ns = t0;
     impl->tsc0 = tsc0;
@@ -677,9 +679,11 @@ Result<std::unique_ptr<Monitor>> Monitor::restore(const MonitorConfig& cfg, int6
     auto cpu = guest_cpu(impl->vm);
     if (!cpu)
         return std::unexpected(cpu.error());
+    int64_t vcpu_t0 = clock_ns(CLOCK_MONOTONIC);
     auto vcpu = Vcpu::create(impl->vm);
     if (!vcpu)
         return std::unexpected(vcpu.error());
+    vm_ns += clock_ns(CLOCK_MONOTONIC) - vcpu_t0;
     impl->vcpu.emplace(std::move(*vcpu));
     Vcpu& vc = *impl->vcpu;
     kvm_sregs sregs;
@@ -705,6 +709,7 @@ Result<std::unique_ptr<Monitor>> Monitor::restore(const MonitorConfig& cfg, int6
     install_alarm_handler();
     auto mon = std::unique_ptr<Monitor>(new Monitor(std::move(impl)));
     mon->stats_.prefetched_pages = prefetched;
+    mon->stats_.vm_create_us = double(vm_ns) / 1e3;
     mon->stats_.restore_us = double(clock_ns(CLOCK_MONOTONIC) - t0) / 1e3;
     return mon;
 }

@@ -88,8 +88,9 @@ struct RunStats {
     std::vector<double> request_us;      // delivery to wait point, per request
     std::vector<uint64_t> request_exits; // exits per request (1 = just the wait point)
     uint64_t exits = 0;
-    double restore_us = 0;             // monitor start to ready (restores only)
-    uint64_t prefetched_pages = 0;     // pages brought in before the first request
+    double restore_us = 0;         // monitor start to ready (restores only)
+    double vm_create_us = 0;       // of which creating the VM and its vCPU (a pool would save it)
+    uint64_t prefetched_pages = 0; // pages brought in before the first request
     uint64_t first_request_faults = 0; // host minor faults during the first request
 };
 
