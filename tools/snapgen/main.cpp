@@ -7,6 +7,8 @@
 #include "presnap/vmm/kvm.h"
 #include "presnap/vmm/monitor.h"
 
+#include "../common/diag.h"
+
 #include <CLI/CLI.hpp>
 #include <cctype>
 #include <cerrno>
@@ -24,18 +26,8 @@ namespace {
 
 constexpr const char* kTool = "snapgen";
 constexpr int kExitFailure = 1, kExitUsage = 2;
+tools::Diag diag(kTool);
 bool g_quiet = false;
-
-void error(const std::string& msg) {
-    fmt::print(stderr, "{}: error: {}\n", kTool, msg);
-}
-void note(const std::string& msg) {
-    fmt::print(stderr, "{}: note: {}\n", kTool, msg);
-}
-void warning(const std::string& msg) {
-    if (!g_quiet)
-        fmt::print(stderr, "{}: warning: {}\n", kTool, msg);
-}
 
 } // namespace
 
@@ -90,11 +82,7 @@ int main(int argc, char** argv) {
             fmt::print("snapgen (presnap) 0.1.0\n");
             return 0;
         }
-        std::string msg = e.what();
-        if (!msg.empty())
-            msg[0] = char(std::tolower(static_cast<unsigned char>(msg[0])));
-        error(msg);
-        note("see 'snapgen --help'");
+        diag.usage_error(e);
         return kExitUsage;
     }
     if (version) {
@@ -102,27 +90,28 @@ int main(int argc, char** argv) {
         return 0;
     }
     if (base == !after.empty()) {
-        error("give exactly one of --base and --after");
+        diag.error("give exactly one of --base and --after");
         return kExitUsage;
     }
     if (base && program.empty()) {
-        error("--base needs a PROGRAM");
+        diag.error("--base needs a PROGRAM");
         return kExitUsage;
     }
     if (!base && (from.empty() || !program.empty())) {
-        error("--after needs --from SNAPSHOT and no PROGRAM");
+        diag.error("--after needs --from SNAPSHOT and no PROGRAM");
         return kExitUsage;
     }
     auto msize = presnap::parse_size(mem);
     if (!msize) {
-        error(fmt::format("bad size '{}' (expected a number with an optional K, M or G suffix)",
-                          mem));
+        diag.error(fmt::format(
+            "bad size '{}' (expected a number with an optional K, M or G suffix)", mem));
         return kExitUsage;
     }
     if (!base)
         for (const char* opt : {"--mem", "--rootfs", "--warmup"})
             if (app.count(opt)) {
-                error(fmt::format("{} has no effect with --after (the snapshot fixes it)", opt));
+                diag.error(
+                    fmt::format("{} has no effect with --after (the snapshot fixes it)", opt));
                 return kExitUsage;
             }
 
@@ -130,14 +119,14 @@ int main(int argc, char** argv) {
     int in_fd = input.empty() ? ::open("/dev/null", O_RDONLY | O_CLOEXEC)
                               : ::open(input.c_str(), O_RDONLY | O_CLOEXEC);
     if (in_fd < 0) {
-        error(fmt::format("{}: cannot open: {}", input, std::strerror(errno)));
+        diag.error(fmt::format("{}: cannot open: {}", input, std::strerror(errno)));
         return kExitFailure;
     }
     int out_fd = responses.empty()
                      ? ::open("/dev/null", O_WRONLY | O_CLOEXEC)
                      : ::open(responses.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (out_fd < 0) {
-        error(fmt::format("{}: cannot open: {}", responses, std::strerror(errno)));
+        diag.error(fmt::format("{}: cannot open: {}", responses, std::strerror(errno)));
         return kExitFailure;
     }
     cfg.in_fd = in_fd;
@@ -153,28 +142,30 @@ int main(int argc, char** argv) {
         cfg.prefetch = false; // a new working set is recorded from scratch
     }
     cfg.snapshot_at_eof = vmm::SnapshotPlan{output, compress};
-    cfg.warn = warning;
+    diag.set_quiet(g_quiet);
+    cfg.warn = [](const std::string& m) { diag.warning(m); };
 
     if (auto s = vmm::kvm_available(); !s) {
-        error(s.error().describe());
+        diag.error(s.error().describe());
         return kExitFailure;
     }
     auto mon = vmm::Monitor::boot(cfg);
     if (!mon) {
-        error(mon.error().describe());
+        diag.error(mon.error().describe());
         return kExitFailure;
     }
     auto out = (*mon)->serve();
     if (!out) {
-        error(out.error().describe());
+        diag.error(out.error().describe());
         return kExitFailure;
     }
     if (out->kind != vmm::RunOutcome::Kind::kSnapshotted) {
-        error(out->message.empty()
-                  ? fmt::format("the program exited with status {} before its next wait point; "
-                                "no snapshot written",
-                                out->status)
-                  : out->message + "; no snapshot written");
+        diag.error(
+            out->message.empty()
+                ? fmt::format("the program exited with status {} before its next wait point; "
+                              "no snapshot written",
+                              out->status)
+                : out->message + "; no snapshot written");
         return kExitFailure;
     }
     if (!g_quiet)

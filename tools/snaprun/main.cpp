@@ -4,6 +4,8 @@
 #include "presnap/vmm/kvm.h"
 #include "presnap/vmm/monitor.h"
 
+#include "../common/diag.h"
+
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cctype>
@@ -18,18 +20,8 @@ using namespace presnap;
 namespace {
 
 constexpr const char* kTool = "snaprun";
+tools::Diag diag(kTool);
 bool g_quiet = false;
-
-void error(const std::string& msg) {
-    fmt::print(stderr, "{}: error: {}\n", kTool, msg);
-}
-void note(const std::string& msg) {
-    fmt::print(stderr, "{}: note: {}\n", kTool, msg);
-}
-void warning(const std::string& msg) {
-    if (!g_quiet)
-        fmt::print(stderr, "{}: warning: {}\n", kTool, msg);
-}
 
 double median(std::vector<double> v) {
     if (v.empty())
@@ -115,13 +107,7 @@ int main(int argc, char** argv) {
         fmt::print("{}", app.help());
         return 0;
     } catch (const CLI::ParseError& e) {
-        std::string msg = e.what();
-        if (!msg.empty())
-            msg[0] = char(std::tolower(static_cast<unsigned char>(msg[0])));
-        while (!msg.empty() && (msg.back() == '.' || msg.back() == '\n'))
-            msg.pop_back();
-        error(msg);
-        note("see 'snaprun --help'");
+        diag.usage_error(e);
         return vmm::kExitHostError;
     }
     if (version) {
@@ -129,30 +115,31 @@ int main(int argc, char** argv) {
         return 0;
     }
     if (!cfg.program.empty() && !snapshots.empty()) {
-        error("give either --cold PROGRAM or SNAPSHOT files, not both");
+        diag.error("give either --cold PROGRAM or SNAPSHOT files, not both");
         return vmm::kExitHostError;
     }
     cfg.restore = snapshots;
     if (!snapshots.empty())
         for (const char* opt : {"--mem", "--rootfs", "--env"})
             if (app.count(opt)) {
-                error(fmt::format("{} has no effect when restoring a snapshot (memory, file "
-                                  "tree and environment are part of it)",
-                                  opt));
+                diag.error(fmt::format("{} has no effect when restoring a snapshot (memory, file "
+                                       "tree and environment are part of it)",
+                                       opt));
                 return vmm::kExitHostError;
             }
     if (cfg.program.empty() && snapshots.empty()) {
-        error("no function given (expected --cold PROGRAM or SNAPSHOT)");
-        note("see 'snaprun --help'");
+        diag.error("no function given (expected --cold PROGRAM or SNAPSHOT)");
+        diag.note("see 'snaprun --help'");
         return vmm::kExitHostError;
     }
     using presnap::parse_size;
     auto msize = parse_size(mem), mreq = parse_size(max_request), mresp = parse_size(max_response);
     if (!msize || !mreq || !mresp || *mreq == 0 || *mresp == 0) {
-        error(fmt::format("bad size '{}' (expected a number with an optional K, M or G suffix)",
-                          !msize  ? mem
-                          : !mreq ? max_request
-                                  : max_response));
+        diag.error(
+            fmt::format("bad size '{}' (expected a number with an optional K, M or G suffix)",
+                        !msize  ? mem
+                        : !mreq ? max_request
+                                : max_response));
         return vmm::kExitHostError;
     }
     cfg.mem_size = *msize;
@@ -162,26 +149,27 @@ int main(int argc, char** argv) {
     cfg.env = env;
     for (const auto& e : env)
         if (e.find('=') == std::string::npos) {
-            error(fmt::format("bad --env '{}' (expected NAME=VALUE)", e));
+            diag.error(fmt::format("bad --env '{}' (expected NAME=VALUE)", e));
             return vmm::kExitHostError;
         }
     if (!rootfs.empty())
         cfg.rootfs = rootfs;
-    cfg.warn = warning;
+    diag.set_quiet(g_quiet);
+    cfg.warn = [](const std::string& m) { diag.warning(m); };
 
     if (auto s = vmm::kvm_available(); !s) {
-        error(s.error().describe());
-        note("snaprun needs read-write access to /dev/kvm");
+        diag.error(s.error().describe());
+        diag.note("snaprun needs read-write access to /dev/kvm");
         return vmm::kExitHostError;
     }
     auto mon = vmm::Monitor::boot(cfg);
     if (!mon) {
-        error(mon.error().describe());
+        diag.error(mon.error().describe());
         return vmm::kExitHostError;
     }
     auto out = (*mon)->serve();
     if (!out) {
-        error(out.error().describe());
+        diag.error(out.error().describe());
         return vmm::kExitHostError;
     }
     const vmm::RunStats& st = (*mon)->stats();
@@ -206,9 +194,9 @@ int main(int argc, char** argv) {
     if (!out->message.empty()) {
         if (out->kind == vmm::RunOutcome::Kind::kSignaled &&
             out->message.find("killed itself") != std::string::npos)
-            note(out->message);
+            diag.note(out->message);
         else
-            error(out->message);
+            diag.error(out->message);
     }
     return vmm::exit_code_for(*out);
 }

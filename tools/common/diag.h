@@ -1,0 +1,40 @@
+// The tools' one voice for diagnostics (STYLE.md: "tool: error: FILE: what
+// (expected X, found Y)", an optional "note:" line, lowercase, no trailing
+// period). Header-only and tool-side: libcore returns errors, tools print.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <cctype>
+#include <cstdio>
+#include <fmt/format.h>
+#include <string>
+
+namespace presnap::tools {
+
+class Diag {
+  public:
+    explicit Diag(const char* tool) : tool_(tool) {}
+    void set_quiet(bool q) { quiet_ = q; }
+    void error(const std::string& msg) const { fmt::print(stderr, "{}: error: {}\n", tool_, msg); }
+    void note(const std::string& msg) const { fmt::print(stderr, "{}: note: {}\n", tool_, msg); }
+    void warning(const std::string& msg) const {
+        if (!quiet_)
+            fmt::print(stderr, "{}: warning: {}\n", tool_, msg);
+    }
+    // A command-line parse error in the house style, with a hint.
+    void usage_error(const CLI::ParseError& e) const {
+        std::string msg = e.what();
+        if (!msg.empty())
+            msg[0] = char(std::tolower(static_cast<unsigned char>(msg[0])));
+        while (!msg.empty() && (msg.back() == '.' || msg.back() == '\n'))
+            msg.pop_back();
+        error(msg);
+        note(fmt::format("see '{} --help'", tool_));
+    }
+
+  private:
+    const char* tool_;
+    bool quiet_ = false;
+};
+
+} // namespace presnap::tools
