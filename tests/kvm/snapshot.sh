@@ -83,7 +83,13 @@ fresh-random)
     echo randhex | "$SNAPRUN" "$work/base.snap" >"$work/r2"
     grep -q '^randhex [0-9a-f]\{32\}$' "$work/r1" || fail "no random bytes printed"
     ! cmp -s "$work/r1" "$work/r2" || fail "two restores of one snapshot produced the same random bytes"
-    echo "ok: two restores of one snapshot get different random bytes" ;;
+    printf 'generation\n' >"$work/g.txt"
+    "$SNAPRUN" --cold "$PROGRAM" <"$work/g.txt" | grep -qx 'generation 0' || fail "a cold boot is not generation 0"
+    "$SNAPRUN" "$work/base.snap" <"$work/g.txt" | grep -qx 'generation 1' || fail "a restore is not generation 1"
+    "$SNAPGEN" -q --after "$work/g.txt" --from "$work/base.snap" -o "$work/d.snap" || fail "snapgen --after failed"
+    "$SNAPRUN" "$work/base.snap" "$work/d.snap" <"$work/g.txt" | grep -qx 'generation 2' ||
+        fail "a restore of a diff made on a restore is not generation 2"
+    echo "ok: two restores of one snapshot get different random bytes; generations count restores" ;;
 bad-chain)
     "$SNAPGEN" -q --base --deterministic --seed 1 -o "$work/a.snap" "$PROGRAM" || fail "snapgen failed"
     "$SNAPGEN" -q --base --deterministic --seed 2 -o "$work/b.snap" "$PROGRAM" || fail "snapgen failed"

@@ -15,6 +15,7 @@
 #include <atomic>
 #include <cerrno>
 #include <csignal>
+#include <cstddef>
 #include <cstring>
 #include <ctime>
 #include <elf.h>
@@ -252,6 +253,10 @@ struct MonitorState {
 constexpr uint32_t kMonitorStateVersion = 1;
 constexpr uint32_t kMonitorDeterministic = 1;
 static_assert(sizeof(MonitorState) == 8 + 16 * 8, "this changes the snapshot file format");
+
+// Programs may read the restore generation at this address (presnap-guest(7)).
+static_assert(offsetof(psn_boot_info, restore_generation) == 0x70,
+              "this changes the guest ABI: bump PSN_ABI_VERSION and presnap-guest(7)");
 
 // The MSRs a snapshot carries (FS/GS bases and EFER travel in sregs).
 const std::vector<uint32_t> kSavedMsrs = {0xc0000081, 0xc0000082, 0xc0000083, 0xc0000084,

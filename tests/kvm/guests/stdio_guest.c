@@ -69,6 +69,10 @@ int main(int argc, char** argv) {
             for (unsigned i = 0; i < sizeof r; i++)
                 printf("%02x", r[i]);
             printf("\n");
+        } else if (!strcmp(line, "generation")) {
+            /* presnap only: the restore generation in the boot information
+             * page (presnap-guest(7)); natively this address is unmapped */
+            printf("generation %llu\n", (unsigned long long)*(volatile unsigned long long*)0x3070);
         } else if (!strcmp(line, "clock")) {
             struct timespec t1, t2;
             clock_gettime(CLOCK_MONOTONIC, &t1);
