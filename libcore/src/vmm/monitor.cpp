@@ -696,8 +696,14 @@ Result<std::unique_ptr<Monitor>> Monitor::restore(const MonitorConfig& cfg, int6
     std::memcpy(&sregs, last.sregs().data(), sizeof sregs);
     std::memcpy(&regs, last.regs().data(), sizeof regs);
     std::vector<std::pair<uint32_t, uint64_t>> msrs;
-    for (const auto& m : last.msrs())
+    for (const auto& m : last.msrs()) {
+        // Only the MSRs presnap saves: a snapshot file is untrusted input.
+        if (std::find(kSavedMsrs.begin(), kSavedMsrs.end(), m.index) == kSavedMsrs.end())
+            return make_error(Errc::kFormat,
+                              "{}: snapshot sets MSR 0x{:x}, which presnap never saves",
+                              last.path(), m.index);
         msrs.emplace_back(m.index, m.value);
+    }
     Status s = vc.set_cpuid(cpu->cpuid);
     if (s)
         s = vc.set_sregs(sregs);
