@@ -4,6 +4,7 @@
 // The library mode (a probability map in, a library of diffs out) comes with
 // its own issue; this is the mechanism. See snapgen(1).
 #include "presnap/size.h"
+#include "presnap/snapshot/edit.h"
 #include "presnap/vmm/kvm.h"
 #include "presnap/vmm/monitor.h"
 
@@ -16,6 +17,7 @@
 #include <cstring>
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <fstream>
 #include <string>
 #include <unistd.h>
 #include <vector>
@@ -28,6 +30,72 @@ constexpr const char* kTool = "snapgen";
 constexpr int kExitFailure = 1, kExitUsage = 2;
 tools::Diag diag(kTool);
 bool g_quiet = false;
+
+// The last non-empty line of `path` (with its newline), or "".
+std::string last_request(const std::string& path) {
+    std::ifstream in(path);
+    std::string line, last;
+    while (std::getline(in, line))
+        if (!line.empty())
+            last = line;
+    return last.empty() ? last : last + "\n";
+}
+
+// Restores `from` + the new diff, serves the last request of `requests` once,
+// and writes the pages it touched into the diff's WORKING_SET. Returns their
+// number.
+Result<uint64_t> replay_working_set(const vmm::MonitorConfig& cfg, const std::string& requests,
+                                    const std::string& diff) {
+    std::string req = last_request(requests);
+    char tmpl[] = "/tmp/snapgen-replay-XXXXXX";
+    int fd = ::mkstemp(tmpl);
+    if (fd < 0)
+        return make_errno_error(Errc::kIo, errno, "create a temporary file");
+    ::unlink(tmpl);
+    if (::write(fd, req.data(), req.size()) != ssize_t(req.size()) ||
+        ::lseek(fd, 0, SEEK_SET) != 0) {
+        ::close(fd);
+        return make_errno_error(Errc::kIo, errno, "write a temporary file");
+    }
+    int null_fd = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
+    if (null_fd < 0) {
+        ::close(fd);
+        return make_errno_error(Errc::kIo, errno, "open /dev/null");
+    }
+    vmm::MonitorConfig c = cfg;
+    c.restore.push_back(diff);
+    c.in_fd = fd;
+    c.out_fd = null_fd; // the replay's response is not part of --responses
+    c.snapshot_at_eof = vmm::SnapshotPlan{"", false}; // record only
+    c.warn = [](const std::string&) {};               // already reported by the first run
+    auto mon = vmm::Monitor::boot(c);
+    if (!mon) {
+        ::close(fd);
+        ::close(null_fd);
+        return std::unexpected(mon.error());
+    }
+    auto out = (*mon)->serve();
+    ::close(fd);
+    ::close(null_fd);
+    if (!out)
+        return std::unexpected(out.error());
+    if (out->kind != vmm::RunOutcome::Kind::kSnapshotted)
+        return make_error(Errc::kGuest, "replaying the last request for the working set: {}",
+                          out->message.empty() ? "the program exited" : out->message);
+    std::vector<snapshot::PageRange> ranges;
+    for (uint64_t p : out->touched) {
+        if (!ranges.empty() && ranges.back().first_page + ranges.back().page_count == p)
+            ranges.back().page_count++;
+        else
+            ranges.push_back({p, 1});
+    }
+    snapshot::WriteOptions wo;
+    wo.encoding = cfg.snapshot_at_eof->compress ? snapshot::PageEncoding::kZstd
+                                                : snapshot::PageEncoding::kRaw;
+    if (auto s = snapshot::replace_working_set(diff, ranges, wo); !s)
+        return std::unexpected(s.error());
+    return out->touched.size();
+}
 
 } // namespace
 
@@ -168,11 +236,24 @@ int main(int argc, char** argv) {
                 : out->message + "; no snapshot written");
         return kExitFailure;
     }
+    uint64_t working_set = out->pages_touched;
+    if (!base && out->requests > 0) {
+        // The warm-up's working set includes its initialisation; what a later
+        // request touches is far less. Replay the last warm-up request once
+        // on the new diff, in a fresh VM, and keep what that run touched.
+        auto ws = replay_working_set(cfg, after, output);
+        if (!ws) {
+            ::unlink(output.c_str());
+            diag.error(ws.error().describe() + "; no snapshot written");
+            return kExitFailure;
+        }
+        working_set = *ws;
+    }
     if (!g_quiet)
         fmt::print(stderr,
                    "{}: wrote {} ({} bytes, {} pages stored; {} requests run, {} pages dirtied, "
-                   "{} touched)\n",
+                   "{} in the working set)\n",
                    kTool, output, out->snapshot_bytes, out->snapshot_pages, out->requests,
-                   out->pages_dirtied, out->pages_touched);
+                   out->pages_dirtied, working_set);
     return 0;
 }

@@ -806,15 +806,18 @@ Status Monitor::Impl::capture(uint64_t input_gpa, RunOutcome& out) {
         R"({{"generator":"presnap 0.1.0","requests":{},"requests_total":{},"pages_dirtied":{},"pages_touched":{},"restore_generation":{}}})",
         request_no, requests_base + request_no, dirty.size(), touched->size(), restore_generation);
 
-    snapshot::WriteOptions wo;
-    wo.encoding = cfg.snapshot_at_eof->compress ? snapshot::PageEncoding::kZstd
-                                                : snapshot::PageEncoding::kRaw;
-    auto sum = snapshot::write_snapshot(cfg.snapshot_at_eof->path, img, wo);
-    if (!sum)
-        return std::unexpected(sum.error());
     out.kind = RunOutcome::Kind::kSnapshotted;
-    out.snapshot_bytes = sum->file_size;
-    out.snapshot_pages = sum->pages_stored;
+    if (!cfg.snapshot_at_eof->path.empty()) {
+        snapshot::WriteOptions wo;
+        wo.encoding = cfg.snapshot_at_eof->compress ? snapshot::PageEncoding::kZstd
+                                                    : snapshot::PageEncoding::kRaw;
+        auto sum = snapshot::write_snapshot(cfg.snapshot_at_eof->path, img, wo);
+        if (!sum)
+            return std::unexpected(sum.error());
+        out.snapshot_bytes = sum->file_size;
+        out.snapshot_pages = sum->pages_stored;
+    }
+    out.touched = *touched;
     out.pages_dirtied = dirty.size();
     out.pages_touched = touched->size();
     out.requests = request_no;

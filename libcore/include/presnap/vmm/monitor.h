@@ -22,7 +22,7 @@ namespace presnap::vmm {
 // Where and how to write a snapshot when the requests run out (see
 // MonitorConfig::snapshot_at_eof).
 struct SnapshotPlan {
-    std::string path;
+    std::string path;      // empty: write nothing, only report the pages touched
     bool compress = false; // zstd page data (smaller) instead of raw (mmap-able)
 };
 
@@ -48,8 +48,8 @@ struct MonitorConfig {
     std::optional<SnapshotPlan> snapshot_at_eof;
     // On restore, bring the snapshots' recorded working set into memory in
     // bulk before the first request (MADV_POPULATE_WRITE). Off by default:
-    // the recorded set is what the warm-up touched, initialisation included,
-    // which is far more than a later request needs (docs/measurements.md).
+    // it saves about as much in the request as it costs in the restore
+    // (docs/measurements.md).
     bool prefetch = false;
     // On restore, also check every page-data checksum (a pass over the whole
     // file). The structure is always validated; page data is guest memory,
@@ -75,9 +75,10 @@ struct RunOutcome {
     uint64_t requests = 0; // requests delivered
     // kSnapshotted: what was written.
     uint64_t snapshot_bytes = 0;
-    uint64_t snapshot_pages = 0; // pages with data in the file
-    uint64_t pages_dirtied = 0;  // since boot or restore (guest and host writes)
-    uint64_t pages_touched = 0;  // the working set recorded in the file
+    uint64_t snapshot_pages = 0;   // pages with data in the file
+    uint64_t pages_dirtied = 0;    // since boot or restore (guest and host writes)
+    uint64_t pages_touched = 0;    // the working set recorded in the file
+    std::vector<uint64_t> touched; // those pages, sorted
 };
 
 // Timings of one run, for --stats and the benchmarks (microseconds).
