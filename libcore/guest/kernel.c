@@ -77,7 +77,9 @@ static int kstrcmp(const char* a, const char* b) {
 static struct psn_boot_info* const boot = (struct psn_boot_info*)PSN_BOOT_INFO_ADDR;
 
 static void hypercall(u32 nr, void* arg) {
-    __asm__ volatile("outl %0, %w1" : : "a"((u32)(u64)arg), "Nd"((uint16_t)(PSN_HC_PORT_BASE + nr))
+    __asm__ volatile("outl %0, %w1"
+                     :
+                     : "a"((u32)(u64)arg), "Nd"((uint16_t)(PSN_HC_PORT_BASE + nr))
                      : "memory");
 }
 static u64 rdtsc(void) {
@@ -90,7 +92,17 @@ static u64 rdtsc(void) {
 struct mapping {
     u64 start, end;
 };
-enum fd_kind { FD_NONE, FD_TTY_IN, FD_TTY_OUT, FD_TTY_ERR, FD_NULL, FD_ZERO, FD_RANDOM, FD_FILE, FD_DIR };
+enum fd_kind {
+    FD_NONE,
+    FD_TTY_IN,
+    FD_TTY_OUT,
+    FD_TTY_ERR,
+    FD_NULL,
+    FD_ZERO,
+    FD_RANDOM,
+    FD_FILE,
+    FD_DIR
+};
 struct fd {
     u32 kind;
     u32 flags;
@@ -250,7 +262,8 @@ static u64 seen_generation;
 static void reseed(void) {
     for (int i = 0; i < 8; i++)
         rng_key[i] = (u32)boot->random_seed[4 * i] | (u32)boot->random_seed[4 * i + 1] << 8 |
-                     (u32)boot->random_seed[4 * i + 2] << 16 | (u32)boot->random_seed[4 * i + 3] << 24;
+                     (u32)boot->random_seed[4 * i + 2] << 16 |
+                     (u32)boot->random_seed[4 * i + 3] << 24;
     rng_counter = 0;
     memset(rng_buf, 0, sizeof rng_buf);
     rng_left = 0;
@@ -347,7 +360,9 @@ static _Noreturn void do_exit(int status, u32 sig) {
 }
 
 /* ---- memory ---- */
-static u64 mmap_floor(void) { return PAGE_UP(brk_cur); }
+static u64 mmap_floor(void) {
+    return PAGE_UP(brk_cur);
+}
 
 static void oom(u64 bytes, u64 nr) {
     if (!oom_reported) {
@@ -443,7 +458,9 @@ static const struct psn_fs_header* fs(void) {
 static const struct psn_fs_entry* fs_entry(u64 i) {
     return (const struct psn_fs_entry*)(boot->rootfs_addr + fs()->entries_off) + i;
 }
-static const char* fs_path(u64 i) { return (const char*)(boot->rootfs_addr + fs_entry(i)->path_off); }
+static const char* fs_path(u64 i) {
+    return (const char*)(boot->rootfs_addr + fs_entry(i)->path_off);
+}
 
 #define PATH_MAX_ 1024
 /* Resolves `path` against directory `base` into an absolute normalised path.
@@ -512,7 +529,9 @@ static int special_file(const char* abs) {
     return SP_NONE;
 }
 
-static int fd_ok(i64 fd) { return fd >= 0 && fd < PSN_MAX_FDS && fds[fd].kind != FD_NONE; }
+static int fd_ok(i64 fd) {
+    return fd >= 0 && fd < PSN_MAX_FDS && fds[fd].kind != FD_NONE;
+}
 
 static const char* dir_of(i64 dirfd, i64* err) {
     if (dirfd == -100) /* AT_FDCWD: the working directory is "/" */
@@ -772,7 +791,8 @@ static i64 sys_mmap(u64 addr, u64 len, u64 prot, u64 flags, i64 fd, u64 off) {
         }
         unmap_range(addr, addr + plen); /* clears the old contents */
         memset((void*)addr, 0, plen);   /* e.g. over the brk heap */
-        if (addr >= mmap_floor() && addr + plen <= boot->mmap_top && !add_mapping(addr, addr + plen))
+        if (addr >= mmap_floor() && addr + plen <= boot->mmap_top &&
+            !add_mapping(addr, addr + plen))
             return -ENOMEM;
     } else {
         addr = find_gap(plen);
@@ -849,9 +869,9 @@ static i64 sys_ioctl(i64 fd, u64 req, u64 arg) {
             return -EFAULT;
         u8* t = (u8*)arg;
         memset(t, 0, 36);
-        *(u32*)(t + 0) = 0x500;  /* ICRNL | IXON */
-        *(u32*)(t + 4) = 0x5;    /* OPOST | ONLCR */
-        *(u32*)(t + 8) = 0xbf;   /* B38400 | CS8 | CREAD */
+        *(u32*)(t + 0) = 0x500;   /* ICRNL | IXON */
+        *(u32*)(t + 4) = 0x5;     /* OPOST | ONLCR */
+        *(u32*)(t + 8) = 0xbf;    /* B38400 | CS8 | CREAD */
         *(u32*)(t + 12) = 0x8a3b; /* ISIG ICANON ECHO ECHOE ECHOK ECHOCTL ECHOKE IEXTEN */
         return 0;
     }
@@ -905,7 +925,7 @@ static i64 kill_self(u64 sig) {
     if (sig > 64)
         return -EINVAL;
     if (sigmask & (1ull << (sig - 1)))
-        return 0; /* blocked: stays pending, never delivered */
+        return 0;                     /* blocked: stays pending, never delivered */
     if (sigactions[sig].handler == 1) /* SIG_IGN */
         return 0;
     if (sig == 17 || sig == 23 || sig == 28) /* SIGCHLD SIGURG SIGWINCH: ignored by default */
@@ -917,9 +937,18 @@ static i64 kill_self(u64 sig) {
 
 static int refused(u64 nr) {
     switch (nr) {
-    case 41: case 42: case 43: case 49: case 50: /* socket connect accept bind listen */
-    case 56: case 57: case 58: case 59:          /* clone fork vfork execve */
-    case 101: case 322: case 435:                /* ptrace execveat clone3 */
+    case 41:
+    case 42:
+    case 43:
+    case 49:
+    case 50: /* socket connect accept bind listen */
+    case 56:
+    case 57:
+    case 58:
+    case 59: /* clone fork vfork execve */
+    case 101:
+    case 322:
+    case 435: /* ptrace execveat clone3 */
         return 1;
     }
     return 0;
@@ -961,7 +990,8 @@ i64 psn_syscall(u64 nr, u64 a0, u64 a1, u64 a2, u64 a3, u64 a4, u64 a5) {
         struct fd* f = &fds[(int)a0];
         if (f->kind != FD_FILE && f->kind != FD_DIR)
             return f->kind == FD_NULL || f->kind == FD_ZERO || f->kind == FD_RANDOM ? 0 : -ESPIPE;
-        i64 end = f->entry == (u64)-1 ? 0 : (i64)fs_entry(f->entry)->size; /* "/" of an empty tree */
+        i64 end =
+            f->entry == (u64)-1 ? 0 : (i64)fs_entry(f->entry)->size; /* "/" of an empty tree */
         i64 base = a2 == 0 ? 0 : a2 == 1 ? (i64)f->offset : a2 == 2 ? end : -1;
         if (base < 0)
             return -EINVAL;
@@ -1045,8 +1075,8 @@ i64 psn_syscall(u64 nr, u64 a0, u64 a1, u64 a2, u64 a3, u64 a4, u64 a5) {
         return 0;
     case 16: /* ioctl */
         return sys_ioctl((i64)(int)a0, a1, a2);
-    case 21: /* access */
-    case 269: /* faccessat */
+    case 21:    /* access */
+    case 269:   /* faccessat */
     case 439: { /* faccessat2 */
         i64 dirfd = nr == 21 ? -100 : (i64)(int)a0;
         const char* p = (const char*)(nr == 21 ? a0 : a1);
@@ -1061,7 +1091,7 @@ i64 psn_syscall(u64 nr, u64 a0, u64 a1, u64 a2, u64 a3, u64 a4, u64 a5) {
             return e;
         return (mode & 2) ? -EROFS : 0;
     }
-    case 89:  /* readlink */
+    case 89:    /* readlink */
     case 267: { /* readlinkat */
         const char* p = (const char*)(nr == 89 ? a0 : a1);
         u64 buf = nr == 89 ? a1 : a2, sz = nr == 89 ? a2 : a3;
@@ -1096,7 +1126,7 @@ i64 psn_syscall(u64 nr, u64 a0, u64 a1, u64 a2, u64 a3, u64 a4, u64 a5) {
         if (!fd_ok((i64)(int)a0))
             return -EBADF;
         switch (a1) {
-        case 0:    /* F_DUPFD */
+        case 0:      /* F_DUPFD */
         case 1030: { /* F_DUPFD_CLOEXEC */
             i64 n = alloc_fd(a2);
             if (n >= 0)
@@ -1156,10 +1186,10 @@ i64 psn_syscall(u64 nr, u64 a0, u64 a1, u64 a2, u64 a3, u64 a4, u64 a5) {
         u8* s = (u8*)a0;
         memset(s, 0, 112);
         *(i64*)s = now_mono() / 1000000000;
-        *(u64*)(s + 32) = boot->mem_size;         /* totalram */
+        *(u64*)(s + 32) = boot->mem_size;           /* totalram */
         *(u64*)(s + 40) = boot->mmap_top - brk_cur; /* freeram, roughly */
-        *(uint16_t*)(s + 80) = 1;                 /* procs */
-        *(u32*)(s + 104) = 1;                     /* mem_unit */
+        *(uint16_t*)(s + 80) = 1;                   /* procs */
+        *(u32*)(s + 104) = 1;                       /* mem_unit */
         return 0;
     }
     case 204: /* sched_getaffinity: one CPU */
@@ -1236,7 +1266,8 @@ i64 psn_syscall(u64 nr, u64 a0, u64 a1, u64 a2, u64 a3, u64 a4, u64 a5) {
     case 228: /* clock_gettime */
         if (a0 > 11)
             return -EINVAL;
-        return put_timespec(a1, (a0 == 0 || a0 == 5 || a0 == 8 || a0 == 11) ? now_real() : now_mono());
+        return put_timespec(a1,
+                            (a0 == 0 || a0 == 5 || a0 == 8 || a0 == 11) ? now_real() : now_mono());
     case 229: /* clock_getres */
         return a1 ? put_timespec(a1, 1) : 0;
     case 96: { /* gettimeofday */
@@ -1260,7 +1291,7 @@ i64 psn_syscall(u64 nr, u64 a0, u64 a1, u64 a2, u64 a3, u64 a4, u64 a5) {
     }
     case 35: /* nanosleep */
         return sys_nanosleep(a0);
-    case 230: /* clock_nanosleep */
+    case 230:         /* clock_nanosleep */
         if (a1 & 1) { /* TIMER_ABSTIME */
             if (!user_ok(a2, 16))
                 return -EFAULT;

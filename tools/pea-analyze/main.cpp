@@ -40,7 +40,8 @@ bool write_atomically(const std::string& path, const std::string& data, std::str
     if (presnap::output_kind(path) == presnap::OutputKind::kSpecial) {
         // /dev/null, a FIFO ...: written in place (a rename would replace the node).
         FILE* f = std::fopen(path.c_str(), "w");
-        if (!f || std::fwrite(data.data(), 1, data.size(), f) != data.size() || std::fclose(f) != 0) {
+        if (!f || std::fwrite(data.data(), 1, data.size(), f) != data.size() ||
+            std::fclose(f) != 0) {
             why = std::strerror(errno);
             return false;
         }
