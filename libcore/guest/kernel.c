@@ -578,22 +578,37 @@ static void fill_stat(u8* st, u32 mode, u64 size, u64 ino, u64 rdev) {
 #define S_IFDIR 0040000u
 #define S_IFREG 0100000u
 
+/* The device files, the same whether reached by path or by descriptor. */
+static i64 stat_special(int sp, u8* st) {
+    switch (sp) {
+    case SP_TTY:
+        fill_stat(st, S_IFCHR | 0620, 0, 3, (136ull << 8) | 0); /* /dev/pts/0 */
+        break;
+    case SP_NULL:
+        fill_stat(st, S_IFCHR | 0666, 0, 4, (1ull << 8) | 3);
+        break;
+    case SP_ZERO:
+        fill_stat(st, S_IFCHR | 0666, 0, 5, (1ull << 8) | 5);
+        break;
+    default: /* SP_RANDOM */
+        fill_stat(st, S_IFCHR | 0666, 0, 6, (1ull << 8) | 9);
+        break;
+    }
+    return 0;
+}
+
 static i64 stat_fd(i64 fd, u8* st) {
     switch (fds[fd].kind) {
     case FD_TTY_IN:
     case FD_TTY_OUT:
     case FD_TTY_ERR:
-        fill_stat(st, S_IFCHR | 0620, 0, 3, (136ull << 8) | 0); /* /dev/pts/0 */
-        return 0;
+        return stat_special(SP_TTY, st);
     case FD_NULL:
-        fill_stat(st, S_IFCHR | 0666, 0, 4, (1ull << 8) | 3);
-        return 0;
+        return stat_special(SP_NULL, st);
     case FD_ZERO:
-        fill_stat(st, S_IFCHR | 0666, 0, 5, (1ull << 8) | 5);
-        return 0;
+        return stat_special(SP_ZERO, st);
     case FD_RANDOM:
-        fill_stat(st, S_IFCHR | 0666, 0, 6, (1ull << 8) | 9);
-        return 0;
+        return stat_special(SP_RANDOM, st);
     case FD_DIR:
         if (fds[fd].entry == (u64)-1) {
             fill_stat(st, S_IFDIR | 0555, 0, 2, 0);
@@ -616,20 +631,9 @@ static i64 stat_path(i64 dirfd, const char* upath, u8* st, u64 flags) {
     i64 r = resolve(dirfd, upath);
     if (r < 0)
         return r;
-    switch (special_file(pathbuf)) {
-    case SP_NULL:
-        fill_stat(st, S_IFCHR | 0666, 0, 4, (1ull << 8) | 3);
-        return 0;
-    case SP_ZERO:
-        fill_stat(st, S_IFCHR | 0666, 0, 5, (1ull << 8) | 5);
-        return 0;
-    case SP_RANDOM:
-        fill_stat(st, S_IFCHR | 0666, 0, 6, (1ull << 8) | 9);
-        return 0;
-    case SP_TTY:
-        fill_stat(st, S_IFCHR | 0620, 0, 3, (136ull << 8) | 0);
-        return 0;
-    }
+    int sp = special_file(pathbuf);
+    if (sp)
+        return stat_special(sp, st);
     i64 e = fs_lookup(pathbuf);
     if (e == -1) {
         fill_stat(st, S_IFDIR | 0555, 0, 2, 0);
