@@ -35,16 +35,8 @@ Result<AnalyzeReport> analyze(const AnalyzeOptions& o) {
     Context cx;
     cx.module = &m;
 
-    llvm::LoopAnalysisManager lam;
-    llvm::FunctionAnalysisManager fam;
-    llvm::CGSCCAnalysisManager cgam;
-    llvm::ModuleAnalysisManager mam;
-    llvm::PassBuilder pb;
-    pb.registerModuleAnalyses(mam);
-    pb.registerCGSCCAnalyses(cgam);
-    pb.registerFunctionAnalyses(fam);
-    pb.registerLoopAnalyses(lam);
-    pb.crossRegisterProxies(lam, fam, cgam, mam);
+    AnalysisManagers am;
+    llvm::FunctionAnalysisManager& fam = am.fam;
 
     size_t optnone = 0;
     for (llvm::Function& f : m) {

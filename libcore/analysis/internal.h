@@ -19,12 +19,30 @@
 #include <llvm/IR/Function.h>
 #include <llvm/IR/LLVMContext.h>
 #include <llvm/IR/Module.h>
+#include <llvm/Passes/PassBuilder.h>
 
 #include "presnap/analysis/analyze.h"
 #include "presnap/analysis/pmap.h"
 #include "presnap/error.h"
 
 namespace presnap::analysis::detail {
+
+// The four new-pass-manager analysis managers, registered with the default
+// analyses and cross-registered, as every pipeline and analysis query needs.
+struct AnalysisManagers {
+    llvm::LoopAnalysisManager lam;
+    llvm::FunctionAnalysisManager fam;
+    llvm::CGSCCAnalysisManager cgam;
+    llvm::ModuleAnalysisManager mam;
+    llvm::PassBuilder pb;
+    AnalysisManagers() {
+        pb.registerModuleAnalyses(mam);
+        pb.registerCGSCCAnalyses(cgam);
+        pb.registerFunctionAnalyses(fam);
+        pb.registerLoopAnalyses(lam);
+        pb.crossRegisterProxies(lam, fam, cgam, mam);
+    }
+};
 
 struct FnInfo;
 

@@ -105,16 +105,7 @@ void normalise(llvm::Module& m) {
     // lower-expect turns __builtin_expect into branch weights that
     // BranchProbabilityInfo honours; infer-attrs marks library functions'
     // read-only pointer parameters so effects need not assume the worst.
-    llvm::LoopAnalysisManager lam;
-    llvm::FunctionAnalysisManager fam;
-    llvm::CGSCCAnalysisManager cgam;
-    llvm::ModuleAnalysisManager mam;
-    llvm::PassBuilder pb;
-    pb.registerModuleAnalyses(mam);
-    pb.registerCGSCCAnalyses(cgam);
-    pb.registerFunctionAnalyses(fam);
-    pb.registerLoopAnalyses(lam);
-    pb.crossRegisterProxies(lam, fam, cgam, mam);
+    AnalysisManagers am;
     llvm::ModulePassManager mpm;
     mpm.addPass(llvm::InferFunctionAttrsPass());
     // Attributes only (noreturn, readonly, ...): a call to a function that
@@ -124,7 +115,7 @@ void normalise(llvm::Module& m) {
     fpm.addPass(llvm::PromotePass());
     fpm.addPass(llvm::LowerExpectIntrinsicPass());
     mpm.addPass(llvm::createModuleToFunctionPassAdaptor(std::move(fpm)));
-    mpm.run(m, mam);
+    mpm.run(m, am.mam);
     // A call that never returns (exit, abort, a fatal() that calls them)
     // ends the request or the process: mark it cold so that
     // BranchProbabilityInfo treats the path to it as an error path. This
