@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include "json.h"
+#include "lines.h"
 #include "presnap/analysis/hash.h"
 
 namespace presnap::analysis {
@@ -229,11 +230,8 @@ Result<History> parse_history(std::string_view text, std::string_view name, bool
     bool have_header = false;
     size_t lineno = 0;
     size_t pos = 0;
-    while (pos < text.size()) {
-        size_t nl = text.find('\n', pos);
-        std::string_view line =
-            text.substr(pos, nl == std::string_view::npos ? text.size() - pos : nl - pos);
-        pos = nl == std::string_view::npos ? text.size() : nl + 1;
+    std::string_view line;
+    while (detail::next_line(text, pos, line)) {
         lineno++;
         if (!line.empty() && line.back() == '\r')
             line.remove_suffix(1);

@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include "json.h"
+#include "lines.h"
 #include "presnap/analysis/hash.h"
 
 namespace presnap::analysis {
@@ -228,11 +229,8 @@ Result<ProbabilityMap> parse_pmap_text(std::string_view text, std::string_view n
     ProbabilityMap map;
     size_t lineno = 0, pos = 0;
     bool have_version = false;
-    while (pos < text.size()) {
-        size_t nl = text.find('\n', pos);
-        std::string_view line =
-            text.substr(pos, nl == std::string_view::npos ? text.size() - pos : nl - pos);
-        pos = nl == std::string_view::npos ? text.size() : nl + 1;
+    std::string_view line;
+    while (detail::next_line(text, pos, line)) {
         lineno++;
         std::string ctx = fmt::format("{}:{}", name, lineno);
         if (!have_version) {
