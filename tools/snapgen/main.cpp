@@ -9,6 +9,7 @@
 #include "presnap/vmm/monitor.h"
 
 #include "../common/diag.h"
+#include "../common/guest_options.h"
 
 #include <CLI/CLI.hpp>
 #include <cctype>
@@ -103,7 +104,8 @@ int main(int argc, char** argv) {
     CLI::App app{"Make snapshots of a function running in a presnap KVM guest.", kTool};
     vmm::MonitorConfig cfg;
     bool base = false, compress = false, version = false;
-    std::string after, warmup, output, responses, mem = "256M", rootfs;
+    std::string after, warmup, output, responses;
+    tools::GuestOptions guest;
     std::vector<std::string> from, program;
     app.add_flag("--base", base,
                  "boot PROGRAM, run the --warmup requests, and write a full snapshot at the "
@@ -123,18 +125,7 @@ int main(int argc, char** argv) {
                    "write the program's responses while the snapshot is made here (default none)")
         ->option_text("FILE");
     app.add_flag("--compress", compress, "store page data zstd-compressed instead of raw");
-    app.add_option("--mem", mem, "guest memory size, a multiple of 2M (default 256M)")
-        ->option_text("SIZE");
-    app.add_option("--rootfs", rootfs, "read-only file tree the program sees as /")
-        ->option_text("DIR");
-    app.add_option("--timeout", cfg.timeout_s,
-                   "wall-time limit per request, and for start-up, in seconds (default 10)")
-        ->option_text("SECONDS")
-        ->check(CLI::PositiveNumber);
-    app.add_flag("--deterministic", cfg.deterministic,
-                 "virtual clock and random bytes from --seed: the same inputs give the same file");
-    app.add_option("--seed", cfg.seed, "random seed with --deterministic (default 0)")
-        ->option_text("N");
+    guest.add_to(app, cfg);
     app.add_flag("-q,--quiet", g_quiet, "do not print warnings");
     app.add_flag("--version", version, "print the version and exit");
     app.add_option("program", program, "the program and its arguments (with --base)")
@@ -169,12 +160,8 @@ int main(int argc, char** argv) {
         diag.error("--after needs --from SNAPSHOT and no PROGRAM");
         return kExitUsage;
     }
-    auto msize = presnap::parse_size(mem);
-    if (!msize) {
-        diag.error(fmt::format(
-            "bad size '{}' (expected a number with an optional K, M or G suffix)", mem));
+    if (!guest.apply(cfg, diag))
         return kExitUsage;
-    }
     if (!base)
         for (const char* opt : {"--mem", "--rootfs", "--warmup"})
             if (app.count(opt)) {
@@ -199,9 +186,6 @@ int main(int argc, char** argv) {
     }
     cfg.in_fd = in_fd;
     cfg.out_fd = out_fd;
-    cfg.mem_size = *msize;
-    if (!rootfs.empty())
-        cfg.rootfs = rootfs;
     if (base) {
         cfg.program = program[0];
         cfg.args.assign(program.begin() + 1, program.end());

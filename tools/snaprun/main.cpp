@@ -5,6 +5,7 @@
 #include "presnap/vmm/monitor.h"
 
 #include "../common/diag.h"
+#include "../common/guest_options.h"
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
@@ -59,9 +60,9 @@ int main(int argc, char** argv) {
                  "Requests are lines on stdin; responses go to stdout.",
                  kTool};
     vmm::MonitorConfig cfg;
-    std::string mem = "256M", max_request = "64M", max_response = "64M";
+    std::string max_request = "64M", max_response = "64M";
+    tools::GuestOptions guest;
     std::vector<std::string> env;
-    std::string rootfs;
     bool stats = false, version = false;
     std::vector<std::string> snapshots;
     app.add_option("snapshots", snapshots,
@@ -72,14 +73,7 @@ int main(int argc, char** argv) {
                    "boot PROGRAM (a static x86-64 Linux executable) and serve from it; "
                    "arguments after PROGRAM are passed to it")
         ->option_text("PROGRAM [ARGS...]");
-    app.add_option("--mem", mem, "guest memory size, a multiple of 2M (default 256M)")
-        ->option_text("SIZE");
-    app.add_option("--timeout", cfg.timeout_s,
-                   "wall-time limit per request, and for start-up, in seconds (default 10)")
-        ->option_text("SECONDS")
-        ->check(CLI::PositiveNumber);
-    app.add_option("--rootfs", rootfs, "read-only file tree the program sees as /")
-        ->option_text("DIR");
+    guest.add_to(app, cfg);
     app.add_option("--env", env, "add NAME=VALUE to the program's environment (repeatable)")
         ->option_text("NAME=VALUE")
         ->expected(1)
@@ -89,10 +83,6 @@ int main(int argc, char** argv) {
         ->option_text("SIZE");
     app.add_option("--max-response", max_response, "longest response allowed (default 64M)")
         ->option_text("SIZE");
-    app.add_flag("--deterministic", cfg.deterministic,
-                 "virtual clock and random bytes from --seed: runs repeat exactly");
-    app.add_option("--seed", cfg.seed, "random seed with --deterministic (default 0)")
-        ->option_text("N");
     app.add_flag("--prefetch", cfg.prefetch,
                  "bring the snapshot's recorded working set into memory before the first request");
     app.add_flag("--verify-data", cfg.verify_data,
@@ -133,16 +123,15 @@ int main(int argc, char** argv) {
         return vmm::kExitHostError;
     }
     using presnap::parse_size;
-    auto msize = parse_size(mem), mreq = parse_size(max_request), mresp = parse_size(max_response);
-    if (!msize || !mreq || !mresp || *mreq == 0 || *mresp == 0) {
+    if (!guest.apply(cfg, diag))
+        return vmm::kExitHostError;
+    auto mreq = parse_size(max_request), mresp = parse_size(max_response);
+    if (!mreq || !mresp || *mreq == 0 || *mresp == 0) {
         diag.error(
             fmt::format("bad size '{}' (expected a number with an optional K, M or G suffix)",
-                        !msize  ? mem
-                        : !mreq ? max_request
-                                : max_response));
+                        !mreq ? max_request : max_response));
         return vmm::kExitHostError;
     }
-    cfg.mem_size = *msize;
     cfg.max_request = *mreq;
     cfg.max_response = *mresp;
     cfg.args = program_args;
@@ -152,8 +141,6 @@ int main(int argc, char** argv) {
             diag.error(fmt::format("bad --env '{}' (expected NAME=VALUE)", e));
             return vmm::kExitHostError;
         }
-    if (!rootfs.empty())
-        cfg.rootfs = rootfs;
     diag.set_quiet(g_quiet);
     cfg.warn = [](const std::string& m) { diag.warning(m); };
 
