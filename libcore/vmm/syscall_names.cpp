@@ -1,4 +1,4 @@
-#include "presnap/vmm/monitor.h"
+#include "presnap/vmm/syscall_names.h"
 
 #include <string_view>
 

@@ -15,11 +15,11 @@ class Diag {
   public:
     explicit Diag(const char* tool) : tool_(tool) {}
     void set_quiet(bool q) { quiet_ = q; }
-    void error(const std::string& msg) const { fmt::print(stderr, "{}: error: {}\n", tool_, msg); }
-    void note(const std::string& msg) const { fmt::print(stderr, "{}: note: {}\n", tool_, msg); }
+    void error(const std::string& msg) const { say("error", msg); }
+    void note(const std::string& msg) const { say("note", msg); }
     void warning(const std::string& msg) const {
         if (!quiet_)
-            fmt::print(stderr, "{}: warning: {}\n", tool_, msg);
+            say("warning", msg);
     }
     // A command-line parse error in the house style, with a hint.
     void usage_error(const CLI::ParseError& e) const {
@@ -33,6 +33,14 @@ class Diag {
     }
 
   private:
+    // A diagnostic that cannot be written (stderr on /dev/full, a closed
+    // pipe) is lost, never a crash: fmt::print would throw and abort.
+    void say(const char* level, const std::string& msg) const {
+        std::string line = fmt::format("{}: {}: {}\n", tool_, level, msg);
+        (void)std::fwrite(line.data(), 1, line.size(), stderr);
+        (void)std::fflush(stderr);
+    }
+
     const char* tool_;
     bool quiet_ = false;
 };

@@ -1,18 +1,18 @@
-// snapgen: make snapshots of a function. A thin main over libcore's monitor:
+// snapgen: make snapshots of a function. A thin main over libcore's runtime
+// and snapshot layers:
 //   snapgen --base -o BASE.snap [--warmup FILE] PROGRAM [ARGS...]
 //   snapgen --after REQUESTS --from BASE.snap [--from DIFF.snap...] -o OUT.snap
 // The library mode (a probability map in, a library of diffs out) comes with
 // its own issue; this is the mechanism. See snapgen(1).
-#include "presnap/size.h"
-#include "presnap/snapshot/edit.h"
+#include "presnap/runtime/session.h"
+#include "presnap/snapshot/session_snapshots.h"
+#include "presnap/version.h"
 #include "presnap/vmm/kvm.h"
-#include "presnap/vmm/monitor.h"
 
 #include "../common/diag.h"
 #include "../common/guest_options.h"
 
 #include <CLI/CLI.hpp>
-#include <cctype>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -30,80 +30,40 @@ namespace {
 constexpr const char* kTool = "snapgen";
 constexpr int kExitFailure = 1, kExitUsage = 2;
 tools::Diag diag(kTool);
-bool g_quiet = false;
 
-// The last non-empty line of `path` (with its newline), or "".
-std::string last_request(const std::string& path) {
-    std::ifstream in(path);
-    std::string line, last;
-    while (std::getline(in, line))
-        if (!line.empty())
-            last = line;
-    return last.empty() ? last : last + "\n";
+// Request lines of a file (empty lines included: they are requests too).
+Result<std::string> read_text(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in)
+        return make_errno_error(Errc::kIo, errno, "cannot open");
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (in.bad())
+        return make_errno_error(Errc::kIo, errno, "cannot read");
+    return text;
 }
 
-// Restores `from` + the new diff, serves the last request of `requests` once,
-// and writes the pages it touched into the diff's WORKING_SET. Returns their
-// number.
-Result<uint64_t> replay_working_set(const vmm::MonitorConfig& cfg, const std::string& requests,
-                                    const std::string& diff) {
-    std::string req = last_request(requests);
-    char tmpl[] = "/tmp/snapgen-replay-XXXXXX";
-    int fd = ::mkstemp(tmpl);
-    if (fd < 0)
-        return make_errno_error(Errc::kIo, errno, "create a temporary file");
-    ::unlink(tmpl);
-    if (::write(fd, req.data(), req.size()) != ssize_t(req.size()) ||
-        ::lseek(fd, 0, SEEK_SET) != 0) {
-        ::close(fd);
-        return make_errno_error(Errc::kIo, errno, "write a temporary file");
+// The last non-empty line of `text`.
+std::string last_request(const std::string& text) {
+    std::string last;
+    size_t start = 0;
+    while (start < text.size()) {
+        size_t nl = text.find('\n', start);
+        std::string line = text.substr(start, nl == std::string::npos ? nl : nl - start);
+        if (!line.empty())
+            last = line;
+        if (nl == std::string::npos)
+            break;
+        start = nl + 1;
     }
-    int null_fd = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
-    if (null_fd < 0) {
-        ::close(fd);
-        return make_errno_error(Errc::kIo, errno, "open /dev/null");
-    }
-    vmm::MonitorConfig c = cfg;
-    c.restore.push_back(diff);
-    c.in_fd = fd;
-    c.out_fd = null_fd; // the replay's response is not part of --responses
-    c.snapshot_at_eof = vmm::SnapshotPlan{"", false}; // record only
-    c.warn = [](const std::string&) {};               // already reported by the first run
-    auto mon = vmm::Monitor::boot(c);
-    if (!mon) {
-        ::close(fd);
-        ::close(null_fd);
-        return std::unexpected(mon.error());
-    }
-    auto out = (*mon)->serve();
-    ::close(fd);
-    ::close(null_fd);
-    if (!out)
-        return std::unexpected(out.error());
-    if (out->kind != vmm::RunOutcome::Kind::kSnapshotted)
-        return make_error(Errc::kGuest, "replaying the last request for the working set: {}",
-                          out->message.empty() ? "the program exited" : out->message);
-    std::vector<snapshot::PageRange> ranges;
-    for (uint64_t p : out->touched) {
-        if (!ranges.empty() && ranges.back().first_page + ranges.back().page_count == p)
-            ranges.back().page_count++;
-        else
-            ranges.push_back({p, 1});
-    }
-    snapshot::WriteOptions wo;
-    wo.encoding = cfg.snapshot_at_eof->compress ? snapshot::PageEncoding::kZstd
-                                                : snapshot::PageEncoding::kRaw;
-    if (auto s = snapshot::replace_working_set(diff, ranges, wo); !s)
-        return std::unexpected(s.error());
-    return out->touched.size();
+    return last;
 }
 
 } // namespace
 
 int main(int argc, char** argv) {
     CLI::App app{"Make snapshots of a function running in a presnap KVM guest.", kTool};
-    vmm::MonitorConfig cfg;
-    bool base = false, compress = false, version = false;
+    runtime::ProgramSpec spec;
+    bool base = false, compress = false, version = false, quiet = false;
     std::string after, warmup, output, responses;
     tools::GuestOptions guest;
     std::vector<std::string> from, program;
@@ -125,8 +85,8 @@ int main(int argc, char** argv) {
                    "write the program's responses while the snapshot is made here (default none)")
         ->option_text("FILE");
     app.add_flag("--compress", compress, "store page data zstd-compressed instead of raw");
-    guest.add_to(app, cfg);
-    app.add_flag("-q,--quiet", g_quiet, "do not print warnings");
+    guest.add_to(app);
+    app.add_flag("-q,--quiet", quiet, "do not print warnings");
     app.add_flag("--version", version, "print the version and exit");
     app.add_option("program", program, "the program and its arguments (with --base)")
         ->option_text("PROGRAM [ARGS...]");
@@ -138,14 +98,14 @@ int main(int argc, char** argv) {
         return 0;
     } catch (const CLI::ParseError& e) {
         if (version) {
-            fmt::print("snapgen (presnap) 0.1.0\n");
+            fmt::print("snapgen (presnap) {}\n", kVersion);
             return 0;
         }
         diag.usage_error(e);
         return kExitUsage;
     }
     if (version) {
-        fmt::print("snapgen (presnap) 0.1.0\n");
+        fmt::print("snapgen (presnap) {}\n", kVersion);
         return 0;
     }
     if (base == !after.empty()) {
@@ -160,7 +120,7 @@ int main(int argc, char** argv) {
         diag.error("--after needs --from SNAPSHOT and no PROGRAM");
         return kExitUsage;
     }
-    if (!guest.apply(cfg, diag))
+    if (!guest.apply(spec, diag))
         return kExitUsage;
     if (!base)
         for (const char* opt : {"--mem", "--rootfs", "--warmup"})
@@ -169,75 +129,132 @@ int main(int argc, char** argv) {
                     fmt::format("{} has no effect with --after (the snapshot fixes it)", opt));
                 return kExitUsage;
             }
+    diag.set_quiet(quiet);
+    runtime::SessionOptions opt;
+    guest.apply(opt);
+    opt.track_dirty = true;
+    opt.warn = [](const std::string& m) { diag.warning(m); };
 
-    std::string input = base ? warmup : after;
-    int in_fd = input.empty() ? ::open("/dev/null", O_RDONLY | O_CLOEXEC)
-                              : ::open(input.c_str(), O_RDONLY | O_CLOEXEC);
-    if (in_fd < 0) {
-        diag.error(fmt::format("{}: cannot open: {}", input, std::strerror(errno)));
-        return kExitFailure;
+    std::string input_path = base ? warmup : after;
+    std::string input;
+    if (!input_path.empty()) {
+        auto text = read_text(input_path);
+        if (!text) {
+            diag.error(text.error().with_context(input_path).describe());
+            return kExitFailure;
+        }
+        input = std::move(*text);
     }
-    int out_fd = responses.empty()
-                     ? ::open("/dev/null", O_WRONLY | O_CLOEXEC)
-                     : ::open(responses.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (out_fd < 0) {
-        diag.error(fmt::format("{}: cannot open: {}", responses, std::strerror(errno)));
-        return kExitFailure;
+    int out_fd = -1;
+    if (!responses.empty()) {
+        out_fd = ::open(responses.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (out_fd < 0) {
+            diag.error(fmt::format("{}: cannot open: {}", responses, std::strerror(errno)));
+            return kExitFailure;
+        }
     }
-    cfg.in_fd = in_fd;
-    cfg.out_fd = out_fd;
-    if (base) {
-        cfg.program = program[0];
-        cfg.args.assign(program.begin() + 1, program.end());
-    } else {
-        cfg.restore = from;
-        cfg.prefetch = false; // a new working set is recorded from scratch
-    }
-    cfg.snapshot_at_eof = vmm::SnapshotPlan{output, compress};
-    diag.set_quiet(g_quiet);
-    cfg.warn = [](const std::string& m) { diag.warning(m); };
-
     if (auto s = vmm::kvm_available(); !s) {
         diag.error(s.error().describe());
         return kExitFailure;
     }
-    auto mon = vmm::Monitor::boot(cfg);
-    if (!mon) {
-        diag.error(mon.error().describe());
-        return kExitFailure;
-    }
-    auto out = (*mon)->serve();
-    if (!out) {
-        diag.error(out.error().describe());
-        return kExitFailure;
-    }
-    if (out->kind != vmm::RunOutcome::Kind::kSnapshotted) {
-        diag.error(
-            out->message.empty()
-                ? fmt::format("the program exited with status {} before its next wait point; "
-                              "no snapshot written",
-                              out->status)
-                : out->message + "; no snapshot written");
-        return kExitFailure;
-    }
-    uint64_t working_set = out->pages_touched;
-    if (!base && out->requests > 0) {
-        // The warm-up's working set includes its initialisation; what a later
-        // request touches is far less. Replay the last warm-up request once
-        // on the new diff, in a fresh VM, and keep what that run touched.
-        auto ws = replay_working_set(cfg, after, output);
-        if (!ws) {
-            ::unlink(output.c_str());
-            diag.error(ws.error().describe() + "; no snapshot written");
+
+    std::vector<snapshot::SnapshotFile> files;
+    Result<std::unique_ptr<runtime::Session>> session;
+    if (base) {
+        spec.program = program[0];
+        spec.args.assign(program.begin() + 1, program.end());
+        session = snapshot::boot_for_capture(spec, opt);
+    } else {
+        auto chain = snapshot::open_chain(from, false);
+        if (!chain) {
+            diag.error(chain.error().describe());
             return kExitFailure;
         }
-        working_set = *ws;
+        files = std::move(*chain);
+        std::vector<const snapshot::SnapshotFile*> links;
+        for (const auto& f : files)
+            links.push_back(&f);
+        snapshot::RestoreOptions ro;
+        ro.session = opt;
+        ro.record_working_set = true;
+        session = snapshot::restore(links, ro);
     }
-    if (!g_quiet)
-        fmt::print(stderr,
-                   "{}: wrote {} ({} bytes, {} pages stored; {} requests run, {} pages dirtied, "
-                   "{} in the working set)\n",
-                   kTool, output, out->snapshot_bytes, out->snapshot_pages, out->requests,
-                   out->pages_dirtied, working_set);
+    if (!session) {
+        diag.error(session.error().describe());
+        return kExitFailure;
+    }
+    runtime::MemoryRequestSource in(input);
+    runtime::FdResponseSink fd_sink(out_fd, 2);
+    runtime::NullResponseSink null_sink;
+    runtime::ResponseSink& sink = out_fd >= 0 ? static_cast<runtime::ResponseSink&>(fd_sink)
+                                              : static_cast<runtime::ResponseSink&>(null_sink);
+    auto o = (*session)->run(in, sink, runtime::AtEof::kStop);
+    if (out_fd >= 0)
+        ::close(out_fd);
+    if (!o) {
+        diag.error(o.error().describe());
+        return kExitFailure;
+    }
+    if (o->kind != runtime::RunOutcome::Kind::kWaiting) {
+        diag.error(o->message.empty()
+                       ? fmt::format("the program exited with status {} before its next wait "
+                                     "point; no snapshot written",
+                                     o->status)
+                       : o->message + "; no snapshot written");
+        return kExitFailure;
+    }
+    auto cap = snapshot::capture(**session);
+    if (!cap) {
+        diag.error(cap.error().describe());
+        return kExitFailure;
+    }
+    uint64_t working_set = cap->touched.size();
+    if (!base && o->requests > 0) {
+        // The warm-up's working set includes its initialisation; what a later
+        // request touches is far less. Replay the last warm-up request once
+        // on the new diff (kept in memory), in a fresh VM, and keep what that
+        // run touched.
+        auto diff = snapshot::to_memory(cap->image);
+        if (!diff) {
+            diag.error(diff.error().describe() + "; no snapshot written");
+            return kExitFailure;
+        }
+        std::vector<const snapshot::SnapshotFile*> links;
+        for (const auto& f : files)
+            links.push_back(&f);
+        links.push_back(&*diff);
+        runtime::SessionOptions ropt = opt;
+        ropt.track_dirty = false;
+        ropt.warn = nullptr; // already reported by the first run
+        auto r = snapshot::replay(links, {last_request(input)}, ropt);
+        if (!r) {
+            diag.error(r.error().describe() + "; no snapshot written");
+            return kExitFailure;
+        }
+        if (r->outcome.kind != runtime::RunOutcome::Kind::kWaiting) {
+            diag.error(fmt::format("replaying the last request for the working set: {}; no "
+                                   "snapshot written",
+                                   r->outcome.message.empty() ? "the program exited"
+                                                              : r->outcome.message));
+            return kExitFailure;
+        }
+        cap->image.working_set = snapshot::to_ranges(r->touched);
+        working_set = r->touched.size();
+    }
+    snapshot::WriteOptions wo;
+    wo.encoding = compress ? snapshot::PageEncoding::kZstd : snapshot::PageEncoding::kRaw;
+    auto sum = snapshot::write_snapshot(output, cap->image, wo);
+    if (!sum) {
+        diag.error(sum.error().describe());
+        return kExitFailure;
+    }
+    if (!quiet) {
+        std::string line = fmt::format(
+            "{}: wrote {} ({} bytes, {} pages stored; {} requests run, {} pages dirtied, {} in "
+            "the working set)\n",
+            kTool, output, sum->file_size, sum->pages_stored, o->requests, cap->pages_dirtied,
+            working_set);
+        (void)std::fwrite(line.data(), 1, line.size(), stderr);
+    }
     return 0;
 }

@@ -1,17 +1,19 @@
 // snaprun: serve requests from a function running in a presnap KVM guest.
-// A thin main: parse options, call libcore's monitor, report. See snaprun(1).
+// A thin main: parse options, boot or restore a Session, run it, report.
+// See snaprun(1).
+#include "presnap/runtime/session.h"
 #include "presnap/size.h"
+#include "presnap/snapshot/session_snapshots.h"
+#include "presnap/version.h"
 #include "presnap/vmm/kvm.h"
-#include "presnap/vmm/monitor.h"
 
 #include "../common/diag.h"
 #include "../common/guest_options.h"
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
-#include <cctype>
+#include <chrono>
 #include <cstdio>
-#include <ctime>
 #include <fmt/format.h>
 #include <string>
 #include <vector>
@@ -22,13 +24,45 @@ namespace {
 
 constexpr const char* kTool = "snaprun";
 tools::Diag diag(kTool);
-bool g_quiet = false;
 
 double median(std::vector<double> v) {
     if (v.empty())
         return 0;
     std::sort(v.begin(), v.end());
     return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+}
+
+// Responses to stdout; with --stats, each request's timing kept for the
+// summary (only then: a server's memory must not grow with requests).
+class StatsSink final : public runtime::FdResponseSink {
+  public:
+    StatsSink(bool keep) : FdResponseSink(1, 2), keep_(keep) {}
+    Status end_response(const runtime::RequestInfo& info) override {
+        if (keep_ && info.index > 0)
+            requests.push_back(info);
+        return {};
+    }
+    std::vector<runtime::RequestInfo> requests;
+
+  private:
+    bool keep_;
+};
+
+void print_stats(const runtime::RunStats& st, const std::vector<runtime::RequestInfo>& reqs) {
+    std::vector<double> us;
+    for (const auto& r : reqs)
+        us.push_back(r.us);
+    std::string line = fmt::format(
+        "{}: stats: setup_us={:.0f} first_exit_us={:.0f} startup_us={:.0f} requests={} "
+        "first_request_us={:.0f} median_request_us={:.1f} max_exits_per_request={} exits={} "
+        "restore_us={:.0f} vm_create_us={:.0f} prefetched_pages={} first_request_faults={}\n",
+        kTool, st.setup_us, st.first_exit_us, st.startup_us, st.requests, st.first_request_us,
+        median(us), st.max_request_exits, st.exits, st.restore_us, st.vm_create_us,
+        st.prefetched_pages, st.first_request_faults);
+    for (const auto& r : reqs)
+        line += fmt::format("{}: stats: request {} us={:.1f} exits={}\n", kTool, r.index, r.us,
+                            r.exits);
+    (void)std::fwrite(line.data(), 1, line.size(), stderr);
 }
 
 } // namespace
@@ -59,21 +93,21 @@ int main(int argc, char** argv) {
     CLI::App app{"Serve requests from a function running in a presnap KVM guest.\n"
                  "Requests are lines on stdin; responses go to stdout.",
                  kTool};
-    vmm::MonitorConfig cfg;
+    runtime::ProgramSpec spec;
     std::string max_request = "64M", max_response = "64M";
     tools::GuestOptions guest;
     std::vector<std::string> env;
-    bool stats = false, version = false;
+    bool stats = false, version = false, quiet = false, prefetch = false, verify_data = false;
     std::vector<std::string> snapshots;
     app.add_option("snapshots", snapshots,
                    "restore SNAPSHOT (a full snapshot, then optional diffs over it) and serve "
                    "from it")
         ->option_text("SNAPSHOT [DIFF...]");
-    app.add_option("--cold", cfg.program,
+    app.add_option("--cold", spec.program,
                    "boot PROGRAM (a static x86-64 Linux executable) and serve from it; "
                    "arguments after PROGRAM are passed to it")
         ->option_text("PROGRAM [ARGS...]");
-    guest.add_to(app, cfg);
+    guest.add_to(app);
     app.add_option("--env", env, "add NAME=VALUE to the program's environment (repeatable)")
         ->option_text("NAME=VALUE")
         ->expected(1)
@@ -83,12 +117,12 @@ int main(int argc, char** argv) {
         ->option_text("SIZE");
     app.add_option("--max-response", max_response, "longest response allowed (default 64M)")
         ->option_text("SIZE");
-    app.add_flag("--prefetch", cfg.prefetch,
+    app.add_flag("--prefetch", prefetch,
                  "bring the snapshot's recorded working set into memory before the first request");
-    app.add_flag("--verify-data", cfg.verify_data,
+    app.add_flag("--verify-data", verify_data,
                  "check every page-data checksum of the snapshot files before restoring");
     app.add_flag("--stats", stats, "print start-up and per-request timings to stderr");
-    app.add_flag("-q,--quiet", g_quiet, "do not print warnings");
+    app.add_flag("-q,--quiet", quiet, "do not print warnings");
     app.add_flag("--version", version, "print the version and exit");
 
     try {
@@ -98,92 +132,101 @@ int main(int argc, char** argv) {
         return 0;
     } catch (const CLI::ParseError& e) {
         diag.usage_error(e);
-        return vmm::kExitHostError;
+        return runtime::kExitHostError;
     }
     if (version) {
-        fmt::print("snaprun (presnap) 0.1.0\n");
+        fmt::print("snaprun (presnap) {}\n", kVersion);
         return 0;
     }
-    if (!cfg.program.empty() && !snapshots.empty()) {
+    if (!spec.program.empty() && !snapshots.empty()) {
         diag.error("give either --cold PROGRAM or SNAPSHOT files, not both");
-        return vmm::kExitHostError;
+        return runtime::kExitHostError;
     }
-    cfg.restore = snapshots;
     if (!snapshots.empty())
         for (const char* opt : {"--mem", "--rootfs", "--env"})
             if (app.count(opt)) {
                 diag.error(fmt::format("{} has no effect when restoring a snapshot (memory, file "
                                        "tree and environment are part of it)",
                                        opt));
-                return vmm::kExitHostError;
+                return runtime::kExitHostError;
             }
-    if (cfg.program.empty() && snapshots.empty()) {
+    if (spec.program.empty() && snapshots.empty()) {
         diag.error("no function given (expected --cold PROGRAM or SNAPSHOT)");
         diag.note("see 'snaprun --help'");
-        return vmm::kExitHostError;
+        return runtime::kExitHostError;
     }
-    using presnap::parse_size;
-    if (!guest.apply(cfg, diag))
-        return vmm::kExitHostError;
+    if (!guest.apply(spec, diag))
+        return runtime::kExitHostError;
+    runtime::SessionOptions opt;
+    guest.apply(opt);
     auto mreq = parse_size(max_request), mresp = parse_size(max_response);
     if (!mreq || !mresp || *mreq == 0 || *mresp == 0) {
         diag.error(
             fmt::format("bad size '{}' (expected a number with an optional K, M or G suffix)",
                         !mreq ? max_request : max_response));
-        return vmm::kExitHostError;
+        return runtime::kExitHostError;
     }
-    cfg.max_request = *mreq;
-    cfg.max_response = *mresp;
-    cfg.args = program_args;
-    cfg.env = env;
+    opt.limits.max_request = *mreq;
+    opt.limits.max_response = *mresp;
+    spec.args = program_args;
+    spec.env = env;
     for (const auto& e : env)
         if (e.find('=') == std::string::npos) {
             diag.error(fmt::format("bad --env '{}' (expected NAME=VALUE)", e));
-            return vmm::kExitHostError;
+            return runtime::kExitHostError;
         }
-    diag.set_quiet(g_quiet);
-    cfg.warn = [](const std::string& m) { diag.warning(m); };
+    diag.set_quiet(quiet);
+    opt.warn = [](const std::string& m) { diag.warning(m); };
 
     if (auto s = vmm::kvm_available(); !s) {
         diag.error(s.error().describe());
         diag.note("snaprun needs read-write access to /dev/kvm");
-        return vmm::kExitHostError;
+        return runtime::kExitHostError;
     }
-    auto mon = vmm::Monitor::boot(cfg);
-    if (!mon) {
-        diag.error(mon.error().describe());
-        return vmm::kExitHostError;
+    auto t0 = std::chrono::steady_clock::now();
+    std::vector<snapshot::SnapshotFile> files;
+    Result<std::unique_ptr<runtime::Session>> session;
+    if (snapshots.empty()) {
+        session = runtime::Session::boot(spec, opt);
+    } else {
+        auto chain = snapshot::open_chain(snapshots, verify_data);
+        if (!chain) {
+            diag.error(chain.error().describe());
+            return runtime::kExitHostError;
+        }
+        files = std::move(*chain);
+        std::vector<const snapshot::SnapshotFile*> links;
+        for (const auto& f : files)
+            links.push_back(&f);
+        snapshot::RestoreOptions ro;
+        ro.session = opt;
+        ro.prefetch = prefetch;
+        session = snapshot::restore(links, ro);
+        if (session) // the restore time includes opening and checking the files
+            (*session)->stats().restore_us =
+                std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0)
+                    .count();
     }
-    auto out = (*mon)->serve();
-    if (!out) {
-        diag.error(out.error().describe());
-        return vmm::kExitHostError;
+    if (!session) {
+        diag.error(session.error().describe());
+        return runtime::kExitHostError;
     }
-    const vmm::RunStats& st = (*mon)->stats();
-    if (stats) {
-        uint64_t max_exits = 0;
-        for (auto e : st.request_exits)
-            max_exits = std::max(max_exits, e);
-        fmt::print(stderr,
-                   "{}: stats: setup_us={:.0f} first_exit_us={:.0f} startup_us={:.0f} "
-                   "requests={} first_request_us={:.0f} median_request_us={:.1f} "
-                   "max_exits_per_request={} exits={} restore_us={:.0f} vm_create_us={:.0f} "
-                   "prefetched_pages={} "
-                   "first_request_faults={}\n",
-                   kTool, st.setup_us, st.first_exit_us, st.startup_us, st.request_us.size(),
-                   st.request_us.empty() ? 0.0 : st.request_us.front(), median(st.request_us),
-                   max_exits, st.exits, st.restore_us, st.vm_create_us, st.prefetched_pages,
-                   st.first_request_faults);
-        for (size_t i = 0; i < st.request_us.size(); i++)
-            fmt::print(stderr, "{}: stats: request {} us={:.1f} exits={}\n", kTool, i + 1,
-                       st.request_us[i], st.request_exits[i]);
+    runtime::FdRequestSource in(0);
+    StatsSink out(stats);
+    auto outcome = (*session)->run(in, out, runtime::AtEof::kDeliver);
+    if (!outcome) {
+        diag.error(outcome.error().describe());
+        return runtime::kExitHostError;
     }
-    if (!out->message.empty()) {
-        if (out->kind == vmm::RunOutcome::Kind::kSignaled &&
-            out->message.find("killed itself") != std::string::npos)
-            diag.note(out->message);
+    if (stats)
+        print_stats((*session)->stats(), out.requests);
+    const auto& o = *outcome;
+    if (!o.message.empty()) {
+        if (o.kind == runtime::RunOutcome::Kind::kSignaled &&
+            o.message.find("killed itself") != std::string::npos)
+            diag.note(o.message);
         else
-            diag.error(out->message);
+            diag.error(o.message);
     }
-    return vmm::exit_code_for(*out);
+    return runtime::exit_code_for(o);
 }

@@ -61,6 +61,7 @@ class Vcpu {
     // (KVM_RUN gave EINTR), true on a real exit.
     Result<bool> run();
     kvm_run* state() const { return run_; }
+    int fd() const { return fd_.get(); }
 
     Result<kvm_regs> regs() const;
     Status set_regs(const kvm_regs& r);
