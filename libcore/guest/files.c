@@ -151,7 +151,7 @@ static void fill_stat(struct stat* st, u32 mode, u64 size, u64 ino, u64 rdev) {
     st->st_rdev = rdev;
     st->st_size = (i64)size;
     st->st_blksize = (mode & S_IFMT) == S_IFCHR ? 1024 : 4096;
-    st->st_blocks = (i64)((size + 511) / 512);
+    st->st_blocks = (i64)((size + S_BLKSIZE - 1) / S_BLKSIZE);
 }
 
 /* The device files, the same whether reached by path or by descriptor. */

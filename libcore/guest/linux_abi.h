@@ -68,6 +68,8 @@
 #define S_IFDIR 0040000u
 #define S_IFREG 0100000u
 
+#define S_BLKSIZE 512 /* the unit of st_blocks */
+
 #define UIO_MAXIOV 1024 /* most iovecs one readv/writev takes */
 
 /* A device number as stat reports it (the kernel's new_encode_dev for major

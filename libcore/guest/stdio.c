@@ -71,6 +71,9 @@ i64 read_stdin(u8* p, u64 n) {
 
 /* Standard input, output and error look like a terminal in canonical mode,
  * 80 columns by 24 rows. */
+#define TTY_ROWS 24
+#define TTY_COLS 80
+
 i64 sys_ioctl(i64 fd, u64 req, u64 arg) {
     if (!fd_ok(fd))
         return -EBADF;
@@ -92,8 +95,8 @@ i64 sys_ioctl(i64 fd, u64 req, u64 arg) {
         if (!user_ok(arg, sizeof(struct winsize)))
             return -EFAULT;
         struct winsize* w = (struct winsize*)arg;
-        w->ws_row = 24;
-        w->ws_col = 80;
+        w->ws_row = TTY_ROWS;
+        w->ws_col = TTY_COLS;
         w->ws_xpixel = w->ws_ypixel = 0;
         return 0;
     }
