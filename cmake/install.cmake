@@ -3,8 +3,11 @@
 #
 #   cmake --install build --prefix P     the tools, man pages, libcore and its
 #                                        headers, CMake package and pkg-config file
+#   cpack --config build/CPackConfig.cmake -G DEB
+#                                        presnap_VERSION_ARCH.deb (tools, pages)
+#                                        presnap-dev_VERSION_ARCH.deb (libcore)
 #
-# Two install components:
+# Two install components, one per .deb:
 #   tools  bin/ (every executable under tools/), share/man/man{1,5,7},
 #          share/doc/presnap
 #   dev    lib/libpresnap_*.a, include/presnap/**, lib/cmake/presnap,
@@ -157,3 +160,5 @@ endforeach()
 
 install(FILES ${PROJECT_SOURCE_DIR}/LICENSE
   DESTINATION ${CMAKE_INSTALL_DOCDIR} COMPONENT tools)
+
+include(${CMAKE_CURRENT_LIST_DIR}/package.cmake)

@@ -3,7 +3,7 @@
 #   install_test.sh install BUILD PREFIX CMAKE   fixture: a fresh install into PREFIX
 #   install_test.sh layout PREFIX SOURCE TOOLS LIBS
 #       every tool in bin/, every page of SOURCE/man/ where man finds it, every
-#       public header, the libraries, the CMake package, presnap.pc, completions
+#       public header, the libraries, the CMake package, presnap.pc
 #   install_test.sh cmake PREFIX CONSUMER WORK CMAKE
 #       consumer/ configured with find_package(presnap), built and run
 #   install_test.sh pkgconfig PREFIX CONSUMER WORK CXX
