@@ -9,7 +9,7 @@
 #
 # Two install components, one per .deb:
 #   tools  bin/ (every executable under tools/), share/man/man{1,5,7},
-#          share/doc/presnap
+#          share/bash-completion/completions, share/doc/presnap
 #   dev    lib/libpresnap_*.a, include/presnap/**, lib/cmake/presnap,
 #          lib/pkgconfig/presnap.pc
 #
@@ -156,6 +156,13 @@ install(TARGETS ${PRESNAP_TOOLS} RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COM
 foreach(section 1 5 7)
   file(GLOB pages CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/man/*.${section})
   install(FILES ${pages} DESTINATION ${CMAKE_INSTALL_MANDIR}/man${section} COMPONENT tools)
+endforeach()
+
+# Bash completions, one file per tool (bash-completion loads them on demand).
+foreach(tool IN LISTS PRESNAP_TOOLS)
+  install(FILES ${PROJECT_SOURCE_DIR}/completions/presnap.bash
+    DESTINATION ${CMAKE_INSTALL_DATADIR}/bash-completion/completions
+    RENAME ${tool} COMPONENT tools)
 endforeach()
 
 install(FILES ${PROJECT_SOURCE_DIR}/LICENSE

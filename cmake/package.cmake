@@ -1,6 +1,6 @@
 # CPack: two Debian packages from the install components (cmake/install.cmake).
 #
-#   presnap      the tools and their man pages; needs only
+#   presnap      the tools, their man pages and bash completions; needs only
 #                the shared libraries the tools link (found by dpkg-shlibdeps),
 #                so `dpkg -i` works on a clean Debian 12 once those are there
 #   presnap-dev  libcore's static libraries, headers, CMake package and
@@ -41,7 +41,7 @@ set(CPACK_COMPONENT_TOOLS_DESCRIPTION
 ${PRESNAP_DEB_DESCRIPTION}
 .
 This package has the tools (${_tools}), their
-manual pages. snaprun needs read-write access to /dev/kvm.")
+manual pages and bash completions. snaprun needs read-write access to /dev/kvm.")
 
 set(CPACK_DEBIAN_DEV_PACKAGE_NAME presnap-dev)
 set(CPACK_DEBIAN_DEV_PACKAGE_SECTION libdevel)

@@ -57,6 +57,7 @@ expect_path() {
 }
 for tool in snaprun snapgen snapinfo pea-analyze; do
     expect_path "$work/tools.contents" "bin/$tool"
+    expect_path "$work/tools.contents" "share/bash-completion/completions/$tool"
 done
 for page in man1/snaprun.1 man1/snapgen.1 man1/snapinfo.1 man1/pea-analyze.1 man5/presnap-snapshot.5 \
     man7/presnap-guest.7; do

@@ -3,7 +3,7 @@
 #   install_test.sh install BUILD PREFIX CMAKE   fixture: a fresh install into PREFIX
 #   install_test.sh layout PREFIX SOURCE TOOLS LIBS
 #       every tool in bin/, every page of SOURCE/man/ where man finds it, every
-#       public header, the libraries, the CMake package, presnap.pc
+#       public header, the libraries, the CMake package, presnap.pc, completions
 #   install_test.sh cmake PREFIX CONSUMER WORK CMAKE
 #       consumer/ configured with find_package(presnap), built and run
 #   install_test.sh pkgconfig PREFIX CONSUMER WORK CXX
@@ -32,6 +32,7 @@ layout)
     ((${#tools[@]} && ${#libs[@]})) || fail "no tools or no libraries given: the test would prove nothing"
     for tool in "${tools[@]}"; do
         [[ -x $prefix/bin/$tool ]] || fail "bin/$tool is not installed"
+        [[ -f $prefix/share/bash-completion/completions/$tool ]] || fail "no bash completion for $tool"
     done
     "$prefix/bin/snaprun" --version || fail "the installed snaprun does not run"
     # man finds pages through PATH (PREFIX/bin -> PREFIX/share/man).
