@@ -11,7 +11,7 @@
 #   tools  bin/ (every executable under tools/), share/man/man{1,5,7},
 #          share/bash-completion/completions, share/doc/presnap
 #   dev    lib/libpresnap_*.a, include/presnap/**, lib/cmake/presnap,
-#          lib/pkgconfig/presnap.pc
+#          lib/pkgconfig/presnap.pc, share/doc/presnap-dev
 #
 # Everything installed is relocatable: the CMake package computes its prefix
 # from its own location and presnap.pc from ${pcfiledir}, so
@@ -167,5 +167,10 @@ endforeach()
 
 install(FILES ${PROJECT_SOURCE_DIR}/LICENSE ${PROJECT_SOURCE_DIR}/CHANGELOG.md
   DESTINATION ${CMAKE_INSTALL_DOCDIR} COMPONENT tools)
+# Debian wants each package's licence as share/doc/PACKAGE/copyright.
+install(FILES ${PROJECT_SOURCE_DIR}/LICENSE RENAME copyright
+  DESTINATION ${CMAKE_INSTALL_DATADIR}/doc/presnap COMPONENT tools)
+install(FILES ${PROJECT_SOURCE_DIR}/LICENSE RENAME copyright
+  DESTINATION ${CMAKE_INSTALL_DATADIR}/doc/presnap-dev COMPONENT dev)
 
 include(${CMAKE_CURRENT_LIST_DIR}/package.cmake)

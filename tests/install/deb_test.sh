@@ -63,7 +63,8 @@ for page in man1/snaprun.1 man1/snapgen.1 man1/snapinfo.1 man1/pea-analyze.1 man
     man7/presnap-guest.7; do
     expect_path "$work/tools.contents" "share/man/$page"
 done
-for f in include/presnap/guest_abi.h lib/libpresnap_core.a lib/cmake/presnap/presnapConfig.cmake \
+expect_path "$work/tools.contents" share/doc/presnap/copyright
+for f in share/doc/presnap-dev/copyright include/presnap/guest_abi.h lib/libpresnap_core.a lib/cmake/presnap/presnapConfig.cmake \
     lib/pkgconfig/presnap.pc; do
     expect_path "$work/dev.contents" "$f"
 done

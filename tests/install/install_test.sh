@@ -35,6 +35,11 @@ layout)
         [[ -f $prefix/share/bash-completion/completions/$tool ]] || fail "no bash completion for $tool"
     done
     "$prefix/bin/snaprun" --version || fail "the installed snaprun does not run"
+    # A completion offers the tool's own options (read from its --help).
+    offered=$(PATH="$prefix/bin:$PATH" bash -c '
+        source "$1/share/bash-completion/completions/snaprun"
+        COMP_WORDS=(snaprun --stat); COMP_CWORD=1; _presnap_tool; echo "${COMPREPLY[*]}"' - "$prefix")
+    [[ $offered == --stats ]] || fail "completing 'snaprun --stat' offered '$offered', expected --stats"
     # man finds pages through PATH (PREFIX/bin -> PREFIX/share/man).
     for page in "$source"/man/*.[157]; do
         name=$(basename "$page")
