@@ -3,12 +3,13 @@
 # data and contents are what a user installs, and the tools run from the
 # unpacked package: `snaprun --version` and one cold run whose responses must
 # equal the native run's (the oracle).
-# A program is also built against the unpacked presnap-dev with pkg-config.
-#   deb_test.sh CPACK BUILD WORK VERSION PROGRAM REQUESTS CONSUMER CXX
+# A program is also built against the unpacked presnap-dev, with pkg-config
+# and with find_package.
+#   deb_test.sh CPACK BUILD WORK VERSION PROGRAM REQUESTS CONSUMER CXX CMAKE
 # Skips (77) without dpkg-deb or dpkg-shlibdeps; checks the packages and then
 # skips the cold run without read-write /dev/kvm.
 set -uo pipefail
-cpack=$1 build=$2 work=$3 version=$4 program=$5 requests=$6 consumer=$7 cxx=$8
+cpack=$1 build=$2 work=$3 version=$4 program=$5 requests=$6 consumer=$7 cxx=$8 cmake=$9
 
 fail() {
     echo "FAIL: $*" >&2
@@ -80,7 +81,9 @@ done
 "$root/usr/bin/snaprun" --version || fail "the packaged snaprun --version exited $?"
 dpkg-deb -x "$dev_deb" "$work/dev" || fail "dpkg-deb -x $dev_deb"
 bash "$(dirname "$0")/install_test.sh" pkgconfig "$work/dev/usr" "$consumer" "$work/consumer" "$cxx" ||
-    fail "a program built against the unpacked presnap-dev"
+    fail "a program built with pkg-config against the unpacked presnap-dev"
+bash "$(dirname "$0")/install_test.sh" cmake "$work/dev/usr" "$consumer" "$work/consumer_cmake" "$cmake" ||
+    fail "a program built with find_package against the unpacked presnap-dev"
 # The packaged binaries are stripped.
 file "$root/usr/bin/snaprun" | grep -q ', stripped' || fail "the packaged snaprun is not stripped"
 

@@ -23,8 +23,8 @@ int main() {
 
     std::printf("abi %u\n", PSN_ABI_VERSION);
     std::printf("size %llu\n", static_cast<unsigned long long>(mem.value_or(0)));
-    std::printf("snapshot %s\n", snap ? "accepted" : "rejected");
-    std::printf("pmap %s\n", map ? "parsed" : "rejected");
+    std::printf("8-byte snapshot %s\n", snap ? "accepted" : "rejected");
+    std::printf("empty pmap %s\n", map ? "parsed" : "rejected");
     std::printf("timeout exit %d\n", presnap::vmm::exit_code_for(outcome));
     return mem == 64u << 20 && !snap ? 0 : 1;
 }
