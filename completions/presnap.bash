@@ -11,7 +11,7 @@ _presnap_tool() {
     if [[ ${cmd##*/} == snaprun ]]; then
         for ((i = 1; i < COMP_CWORD - 1; i++)); do
             if [[ ${COMP_WORDS[i]} == --cold ]]; then
-                COMPREPLY=($(compgen -f -- "$cur"))
+                mapfile -t COMPREPLY < <(compgen -f -- "$cur")
                 return
             fi
         done
@@ -19,13 +19,13 @@ _presnap_tool() {
     if [[ $cur == -* ]]; then
         local opts
         opts=$("$cmd" --help 2>/dev/null | grep -oE -- '(^|[ ,])--?[A-Za-z][A-Za-z0-9-]*' | tr -d ' ,' | sort -u)
-        COMPREPLY=($(compgen -W "$opts" -- "$cur"))
+        mapfile -t COMPREPLY < <(compgen -W "$opts" -- "$cur")
         return
     fi
     if declare -F _filedir >/dev/null; then
         _filedir
     else
-        COMPREPLY=($(compgen -f -- "$cur"))
+        mapfile -t COMPREPLY < <(compgen -f -- "$cur")
     fi
 }
 complete -F _presnap_tool snaprun snapgen snapinfo pea-analyze snapselect snapmerge

@@ -32,6 +32,7 @@ field() { dpkg-deb --field "$1" "$2"; }
 expect_field() {
     local value
     value=$(field "$1" "$2")
+    # shellcheck disable=SC2053 # $3 is a glob pattern
     [[ $value == $3 ]] || fail "$(basename "$1"): $2 is '$value', expected $3"
 }
 for deb in "$tools_deb" "$dev_deb"; do
