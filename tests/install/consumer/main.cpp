@@ -1,0 +1,30 @@
+// A program outside the presnap tree, built against an installed presnap
+// (find_package or pkg-config) by tests/install/install_test.sh. It calls one
+// function from each installed library so that a missing library, header or
+// dependency of the static link fails the build, and prints what it got.
+#include <cstdio>
+#include <cstdint>
+#include <vector>
+
+#include <presnap/analysis/pmap.h>   // presnap::pmap
+#include <presnap/guest_abi.h>       // header only, shared with the guest
+#include <presnap/size.h>            // presnap::core
+#include <presnap/snapshot/reader.h> // presnap::snapshot
+#include <presnap/vmm/monitor.h>     // presnap::monitor
+
+int main() {
+    auto mem = presnap::parse_size("64M");
+    // Eight bytes are too short for a snapshot: parsing must fail cleanly
+    // (this links the reader, hence zstd and xxhash).
+    auto snap = presnap::snapshot::SnapshotFile::parse(std::vector<std::uint8_t>(8, 0));
+    auto map = presnap::analysis::parse_pmap_text("", "empty.pmap");
+    presnap::vmm::RunOutcome outcome;
+    outcome.kind = presnap::vmm::RunOutcome::Kind::kTimeout;
+
+    std::printf("abi %u\n", PSN_ABI_VERSION);
+    std::printf("size %llu\n", static_cast<unsigned long long>(mem.value_or(0)));
+    std::printf("8-byte snapshot %s\n", snap ? "accepted" : "rejected");
+    std::printf("empty pmap %s\n", map ? "parsed" : "rejected");
+    std::printf("timeout exit %d\n", presnap::vmm::exit_code_for(outcome));
+    return mem == 64u << 20 && !snap ? 0 : 1;
+}
