@@ -26,7 +26,8 @@ include(CMakePackageConfigHelpers)
 # presnap_ prefix>, and listed in presnap.pc. presnap_analysis is left out on
 # purpose: it links LLVM and is pea-analyze's engine, not an API.
 set(PRESNAP_INSTALL_LIBRARIES
-  presnap_monitor
+  presnap_persist
+  presnap_runtime
   presnap_snapshot
   presnap_pmap
   presnap_core
@@ -104,6 +105,10 @@ foreach(lib IN LISTS PRESNAP_INSTALL_LIBRARIES)
 endif()" COMPONENT dev)
 endforeach()
 install(DIRECTORY ${PROJECT_SOURCE_DIR}/libcore/include/presnap
+  DESTINATION ${CMAKE_INSTALL_INCLUDEDIR} COMPONENT dev
+  FILES_MATCHING PATTERN "*.h")
+# Generated headers (presnap/version.h).
+install(DIRECTORY ${PROJECT_BINARY_DIR}/libcore/public/presnap
   DESTINATION ${CMAKE_INSTALL_INCLUDEDIR} COMPONENT dev
   FILES_MATCHING PATTERN "*.h")
 

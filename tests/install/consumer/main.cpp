@@ -10,7 +10,9 @@
 #include <presnap/guest_abi.h>       // header only, shared with the guest
 #include <presnap/size.h>            // presnap::core
 #include <presnap/snapshot/reader.h> // presnap::snapshot
-#include <presnap/vmm/monitor.h>     // presnap::monitor
+#include <presnap/runtime/session.h> // presnap::runtime
+#include <presnap/snapshot/session_snapshots.h> // presnap::persist
+#include <presnap/version.h>       // generated
 
 int main() {
     auto mem = presnap::parse_size("64M");
@@ -18,13 +20,18 @@ int main() {
     // (this links the reader, hence zstd and xxhash).
     auto snap = presnap::snapshot::SnapshotFile::parse(std::vector<std::uint8_t>(8, 0));
     auto map = presnap::analysis::parse_pmap_text("", "empty.pmap");
-    presnap::vmm::RunOutcome outcome;
-    outcome.kind = presnap::vmm::RunOutcome::Kind::kTimeout;
+    presnap::runtime::RunOutcome outcome;
+    outcome.kind = presnap::runtime::RunOutcome::Kind::kTimeout;
 
+    std::uint64_t pages[] = {3, 4, 9};
+    auto ranges = presnap::snapshot::to_ranges(pages);
+
+    std::printf("version %s\n", presnap::kVersion);
     std::printf("abi %u\n", PSN_ABI_VERSION);
+    std::printf("page runs %zu\n", ranges.size());
     std::printf("size %llu\n", static_cast<unsigned long long>(mem.value_or(0)));
     std::printf("8-byte snapshot %s\n", snap ? "accepted" : "rejected");
     std::printf("empty pmap %s\n", map ? "parsed" : "rejected");
-    std::printf("timeout exit %d\n", presnap::vmm::exit_code_for(outcome));
+    std::printf("timeout exit %d\n", presnap::runtime::exit_code_for(outcome));
     return mem == 64u << 20 && !snap ? 0 : 1;
 }
