@@ -151,12 +151,15 @@ Session::Impl::Step Session::Impl::on_input(uint64_t gpa, bool resuming) {
         }
         current = {};
     }
-    auto in_span = mem.span_for_write(layout.in_buf, PSN_IO_BUFFER_SIZE);
+    auto in_span = mem.span(layout.in_buf, PSN_IO_BUFFER_SIZE);
     if (!in_span)
         return std::unexpected(in_span.error());
     auto chunk = in->next(*in_span);
     if (!chunk)
         return std::unexpected(chunk.error());
+    // Only the bytes written count as dirty: a snapshot keeps no more of
+    // the buffer than the requests used.
+    mem.note_host_write(layout.in_buf, std::min<uint64_t>(chunk->len, PSN_IO_BUFFER_SIZE));
     if (!in_request && chunk->eof && at_eof_mode == AtEof::kStop) {
         pending_input_gpa = gpa;
         watchdog->disarm();

@@ -27,6 +27,7 @@ Watchdog::~Watchdog() {
 }
 
 void Watchdog::arm(double seconds) {
+    bool wake;
     {
         std::lock_guard lock(mu_);
         auto d = std::chrono::duration<double>(seconds);
@@ -34,8 +35,10 @@ void Watchdog::arm(double seconds) {
         armed_ = true;
         expired_ = false;
         run_->immediate_exit = 0;
+        wake = deadline_ < wakes_at_;
     }
-    cv_.notify_all();
+    if (wake)
+        cv_.notify_all();
 }
 
 void Watchdog::disarm() {

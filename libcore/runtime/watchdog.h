@@ -56,6 +56,10 @@ class Watchdog {
     bool armed_ = false;
     bool expired_ = false;
     Clock::time_point deadline_{};
+    // When the watchdog thread will next wake by itself (max: never). A new
+    // deadline later than that needs no wake-up: the thread finds it when it
+    // wakes, so arming per request costs no context switch.
+    Clock::time_point wakes_at_ = Clock::time_point::max();
     bool in_run_ = false;
     pthread_t target_{};
     sigset_t saved_mask_{};
