@@ -60,7 +60,7 @@ std::string Session::Impl::where() const {
         return "during start-up";
     if (at_eof)
         return "after the end of input";
-    return fmt::format("request {}", requests_base + request_no);
+    return fmt::format("request {}", request_no); // counted per Session, from 1
 }
 
 void Session::Impl::flush_guest_stdout() {
