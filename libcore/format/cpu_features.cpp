@@ -196,7 +196,16 @@ std::string xcr0_feature_name(unsigned b) {
     return fmt::format("xcr0[{}]", b);
 }
 
+// CPUID may trap to a hypervisor (these hosts are VMs themselves) and the
+// answer does not change while the process runs: ask once.
+static CpuFeatures read_host_cpu_features();
+
 CpuFeatures host_cpu_features() {
+    static const CpuFeatures features = read_host_cpu_features();
+    return features;
+}
+
+static CpuFeatures read_host_cpu_features() {
     CpuFeatures features;
     unsigned a = 0, b = 0, c = 0, d = 0;
     __cpuid(0, a, b, c, d);

@@ -20,7 +20,7 @@ int64_t clock_ns(clockid_t c) {
 }
 
 Session::Impl::~Impl() {
-    watchdog.reset(); // its thread may touch kvm_run: stop it before the vCPU goes
+    watchdog.reset();
     vcpu.reset();
     if (mem_host)
         munmap(mem_host, layout.mem_size);
@@ -43,7 +43,7 @@ Status Session::Impl::create_vcpu() {
     if (!v)
         return std::unexpected(v.error());
     vcpu.emplace(std::move(*v));
-    watchdog.emplace(vcpu->state());
+    watchdog.emplace();
     return {};
 }
 
@@ -317,7 +317,7 @@ Result<RunOutcome> Session::run(RequestSource& in, ResponseSink& out, AtEof at_e
                                  fmt::format("{}: timed out after {} s (rip 0x{:x})", m.where(),
                                              m.opt.limits.timeout_s, rip()));
             }
-            run->immediate_exit = 0;
+            m.watchdog->drain(); // a kick for a deadline that has since moved
             continue;
         }
         if (m.stats.exits++ == 0)

@@ -2,11 +2,32 @@
 
 #include <cerrno>
 #include <cstring>
-#include <ctime>
+#include <linux/kvm.h>
 #include <sys/ioctl.h>
-#include <vector>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 namespace presnap::runtime {
+namespace {
+
+int64_t now_ns() {
+    timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return int64_t(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+}
+
+timespec to_timespec(int64_t ns) {
+    return {time_t(ns / 1000000000), long(ns % 1000000000)};
+}
+
+sigset_t kick_set() {
+    sigset_t s;
+    sigemptyset(&s);
+    sigaddset(&s, kick_signal());
+    return s;
+}
+
+} // namespace
 
 // A real-time signal: its default action is not "ignore" (an ignored
 // signal is discarded when sent and would not end KVM_RUN), and glibc keeps
@@ -15,124 +36,100 @@ int kick_signal() {
     return SIGRTMIN + 6;
 }
 
-Watchdog::Watchdog(kvm_run* run) : run_(run), thread_([this] { loop(); }) {}
-
 Watchdog::~Watchdog() {
-    {
-        std::lock_guard lock(mu_);
-        stop_ = true;
-    }
-    cv_.notify_all();
-    thread_.join();
-}
-
-void Watchdog::arm(double seconds) {
-    bool wake;
-    {
-        std::lock_guard lock(mu_);
-        auto d = std::chrono::duration<double>(seconds);
-        deadline_ = Clock::now() + std::chrono::duration_cast<Clock::duration>(d);
-        armed_ = true;
-        expired_ = false;
-        run_->immediate_exit = 0;
-        wake = deadline_ < wakes_at_;
-    }
-    if (wake)
-        cv_.notify_all();
-}
-
-void Watchdog::disarm() {
-    std::lock_guard lock(mu_);
-    armed_ = false;
-}
-
-bool Watchdog::expired() const {
-    std::lock_guard lock(mu_);
-    return expired_;
-}
-
-void Watchdog::loop() {
-    std::unique_lock lock(mu_);
-    for (;;) {
-        if (stop_)
-            return;
-        if (!armed_ || expired_) {
-            cv_.wait(lock);
-            continue;
-        }
-        if (cv_.wait_until(lock, deadline_) == std::cv_status::timeout && armed_ && !expired_ &&
-            Clock::now() >= deadline_) {
-            expired_ = true;
-            run_->immediate_exit = 1;
-            if (in_run_)
-                pthread_kill(target_, kick_signal());
-            cv_.notify_all(); // wakes a sleep_for_ns()
-        }
-    }
+    if (have_timer_)
+        timer_delete(timer_);
 }
 
 Status Watchdog::enter(int vcpu_fd) {
-    sigset_t kick;
-    sigemptyset(&kick);
-    sigaddset(&kick, kick_signal());
+    sigset_t kick = kick_set();
     if (int e = pthread_sigmask(SIG_BLOCK, &kick, &saved_mask_); e != 0)
         return make_errno_error(Errc::kIo, e, "pthread_sigmask");
+    auto fail = [&](int e, const char* what) {
+        pthread_sigmask(SIG_SETMASK, &saved_mask_, nullptr);
+        return make_errno_error(Errc::kKvm, e, what);
+    };
     // Inside KVM_RUN: the thread's own mask, minus the kick.
-    sigset_t inside = saved_mask_;
-    sigdelset(&inside, kick_signal());
     // struct kvm_signal_mask { __u32 len; __u8 sigset[]; }: 4 bytes of
     // header, then the kernel's sigset, 8 bytes on x86-64 (the first 8 bytes
     // of glibc's). The ioctl number encodes the header's size, 4; g++ sees
     // the struct as 8 bytes long, which would make KVM_SET_SIGNAL_MASK
     // another number, so it is spelt out here.
+    sigset_t inside = saved_mask_;
+    sigdelset(&inside, kick_signal());
     constexpr unsigned long kSetSignalMask = _IOW(KVMIO, 0x8b, uint32_t);
     uint8_t buf[4 + 8];
     uint32_t len = 8;
     std::memcpy(buf, &len, 4);
     std::memcpy(buf + 4, &inside, 8);
-    if (ioctl(vcpu_fd, kSetSignalMask, buf) < 0) {
-        int e = errno;
-        pthread_sigmask(SIG_SETMASK, &saved_mask_, nullptr);
-        return make_errno_error(Errc::kKvm, e, "KVM_SET_SIGNAL_MASK");
+    if (ioctl(vcpu_fd, kSetSignalMask, buf) < 0)
+        return fail(errno, "KVM_SET_SIGNAL_MASK");
+    pid_t tid = pid_t(syscall(SYS_gettid));
+    if (have_timer_ && timer_tid_ != tid) {
+        timer_delete(timer_);
+        have_timer_ = false;
     }
-    std::lock_guard lock(mu_);
-    target_ = pthread_self();
-    in_run_ = true;
+    if (!have_timer_) {
+        sigevent ev{};
+        ev.sigev_notify = SIGEV_THREAD_ID;
+        ev.sigev_signo = kick_signal();
+        ev._sigev_un._tid = tid;
+        if (timer_create(CLOCK_MONOTONIC, &ev, &timer_) != 0)
+            return fail(errno, "timer_create");
+        have_timer_ = true;
+        timer_tid_ = tid;
+    }
     return {};
 }
 
 void Watchdog::leave() {
-    {
-        std::lock_guard lock(mu_);
-        in_run_ = false;
-    }
-    // No kick can be sent now; take away one that was.
-    sigset_t kick;
-    sigemptyset(&kick);
-    sigaddset(&kick, kick_signal());
-    timespec zero{};
-    while (sigtimedwait(&kick, nullptr, &zero) > 0)
-        ;
+    disarm();
+    drain();
     pthread_sigmask(SIG_SETMASK, &saved_mask_, nullptr);
 }
 
+void Watchdog::arm(double seconds) {
+    int64_t ns = seconds >= 1e9 ? int64_t(1e18) : int64_t(seconds * 1e9);
+    deadline_ns_ = now_ns() + std::max<int64_t>(ns, 1);
+    armed_ = true;
+    itimerspec its{};
+    its.it_value = to_timespec(deadline_ns_);
+    if (have_timer_)
+        timer_settime(timer_, TIMER_ABSTIME, &its, nullptr);
+}
+
+void Watchdog::disarm() {
+    if (!armed_)
+        return;
+    armed_ = false;
+    itimerspec its{};
+    if (have_timer_)
+        timer_settime(timer_, 0, &its, nullptr);
+}
+
+bool Watchdog::expired() const {
+    return armed_ && now_ns() >= deadline_ns_;
+}
+
+void Watchdog::drain() {
+    sigset_t kick = kick_set();
+    timespec zero{};
+    while (sigtimedwait(&kick, nullptr, &zero) > 0)
+        ;
+}
+
 bool Watchdog::sleep_for_ns(uint64_t ns) {
-    std::unique_lock lock(mu_);
-    auto wake = Clock::now() + std::chrono::nanoseconds(std::min<uint64_t>(ns, 1ull << 62));
-    for (;;) {
-        if (expired_)
-            return false;
-        auto until = armed_ && deadline_ < wake ? deadline_ : wake;
-        if (Clock::now() >= wake)
-            return true;
-        cv_.wait_until(lock, until);
-        if (armed_ && !expired_ && Clock::now() >= deadline_) {
-            // The watchdog thread sets expired_ too; do it here so the sleep
-            // ends exactly at the deadline whichever thread wakes first.
-            expired_ = true;
-            run_->immediate_exit = 1;
-        }
+    int64_t wake = now_ns() + int64_t(std::min<uint64_t>(ns, uint64_t(1) << 62));
+    if (armed_ && deadline_ns_ <= wake) {
+        timespec until = to_timespec(deadline_ns_);
+        while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &until, nullptr) == EINTR)
+            ;
+        return false;
     }
+    timespec until = to_timespec(wake);
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &until, nullptr) == EINTR)
+        ;
+    return true;
 }
 
 } // namespace presnap::runtime

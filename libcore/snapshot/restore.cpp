@@ -15,11 +15,12 @@
 namespace presnap::snapshot {
 namespace {
 
-// A raw run shorter than this is copied rather than mapped: a mapping costs
-// a VMA (vm.max_map_count is 65,530 per process) and a syscall, a copy of a
-// few pages costs less. Past kMaxMappedRuns mappings per restore every run
-// is copied, so that no snapshot presnap writes is too scattered to restore.
-constexpr uint64_t kMinMappedPages = 4;
+// Raw and zero runs are mapped (copy-on-write from the file, or fresh zero
+// pages), never copied, up to kMaxMappedRuns mappings per restore; past
+// that, runs are copied. A mapping costs a VMA, and each one also splits the
+// anonymous guest memory around it, while vm.max_map_count is 65,530 per
+// process: without the cap a snapshot of scattered pages could be written
+// but not restored.
 constexpr uint64_t kMaxMappedRuns = 16384;
 
 Status load_memory(runtime::Session& session, const SnapshotFile& f, uint64_t& mapped_runs) {
@@ -29,7 +30,7 @@ Status load_memory(runtime::Session& session, const SnapshotFile& f, uint64_t& m
         auto dst = mem.span(gpa, run.bytes());
         if (!dst)
             return std::unexpected(dst.error().with_context(f.path()));
-        bool map = run.page_count >= kMinMappedPages && mapped_runs < kMaxMappedRuns;
+        bool map = mapped_runs < kMaxMappedRuns;
         if (run.encoding == PageEncoding::kRaw && f.fd() >= 0 && map) {
             void* p = mmap(dst->data(), run.bytes(), PROT_READ | PROT_WRITE,
                            MAP_PRIVATE | MAP_FIXED, f.fd(), off_t(run.file_offset));
@@ -95,11 +96,6 @@ Result<std::vector<SnapshotFile>> open_chain(const std::vector<std::string>& pat
             return std::unexpected(f.error());
         files.push_back(std::move(*f));
     }
-    std::vector<const SnapshotFile*> chain;
-    for (const auto& f : files)
-        chain.push_back(&f);
-    if (auto s = check_chain(chain); !s)
-        return std::unexpected(s.error());
     return files;
 }
 

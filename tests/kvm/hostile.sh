@@ -75,12 +75,12 @@ huge-request)
     # a 100 MB request line: refused past --max-request, streamed below it
     head -c 100000000 /dev/zero | tr '\0' 'x' >"$work/line"
     echo >>"$work/line"
-    "$LIMIT" $MAX_RSS_MB 120 "$SNAPRUN" --mem 64M --max-response 1G --cold "$STDIO" <"$work/line" >"$work/out" 2>"$work/err"
+    "$LIMIT" $MAX_RSS_MB 120 "$SNAPRUN" --mem 64M --timeout 60 --max-response 1G --cold "$STDIO" <"$work/line" >"$work/out" 2>"$work/err"
     rc=$?
     cat "$work/err" >&2
     [[ $rc == 123 ]] || fail "exit status $rc, expected 123"
     expect_contains "$work/err" "snaprun: error: request 1: request is longer than the limit of 67108864 bytes (--max-request)"
-    "$LIMIT" $MAX_RSS_MB 120 "$SNAPRUN" --mem 64M --max-request 128M --max-response 1G --cold "$STDIO" <"$work/line" >"$work/out" 2>"$work/err"
+    "$LIMIT" $MAX_RSS_MB 120 "$SNAPRUN" --mem 64M --timeout 60 --max-request 128M --max-response 1G --cold "$STDIO" <"$work/line" >"$work/out" 2>"$work/err"
     rc=$?
     cat "$work/err" >&2
     [[ $rc == 0 ]] || fail "streamed 100 MB request: exit status $rc, expected 0"

@@ -37,9 +37,8 @@ struct RestoreOptions {
     bool record_working_set = false;
 };
 
-// Opens snapshot files as a chain: the first full, each next a diff whose
-// parent is the one before, all made for this host's CPU. `verify_data`
-// also checks every page-data checksum.
+// Opens and validates snapshot files (restore() checks that they form a
+// chain). `verify_data` also checks every page-data checksum.
 Result<std::vector<SnapshotFile>> open_chain(const std::vector<std::string>& paths,
                                              bool verify_data);
 // Checks the links of an already open chain (kinds, parents, host CPU).
