@@ -8,6 +8,7 @@
 
 #include "presnap/snapshot/describe.h"
 #include "presnap/snapshot/reader.h"
+#include "presnap/version.h"
 
 namespace {
 
@@ -56,7 +57,8 @@ int main(int argc, char** argv) {
     // --version works without FILE.
     for (int i = 1; i < argc; ++i)
         if (std::string(argv[i]) == "--version") {
-            fmt::print("snapinfo (presnap) snapshot format {}.{}\n", kMajorVersion, kMinorVersion);
+            fmt::print("snapinfo (presnap) {}; snapshot format {}.{}\n", presnap::kVersion,
+                       kMajorVersion, kMinorVersion);
             return kExitOk;
         }
     try {
