@@ -19,6 +19,7 @@
 #pragma once
 
 #include "presnap/error.h"
+#include "presnap/guest_abi.h"
 #include "presnap/runtime/io.h"
 #include "presnap/snapshot/image.h"
 #include "presnap/snapshot/monitor_state.h"
@@ -107,6 +108,13 @@ struct RunStats {
     uint64_t max_request_exits = 0;    // most exits in one request (1 = the wait point only)
     uint64_t exits = 0;
 };
+
+// Checks a snapshot's monitor state against the layout rules and the guest
+// kernel header found in its memory, and returns the layout; a refusal
+// names the field and its value. (Session::resume calls it; it is pure, so
+// it can be fuzzed.)
+Result<vmm::GuestLayout> validate_monitor_state(const snapshot::MonitorState& state,
+                                                const psn_kernel_header& kernel);
 
 class Session {
   public:
