@@ -86,11 +86,11 @@ Status check_chain(std::span<const SnapshotFile* const> chain) {
 }
 
 Result<std::vector<SnapshotFile>> open_chain(const std::vector<std::string>& paths,
-                                             bool verify_data) {
+                                             DataCheck data_check) {
     std::vector<SnapshotFile> files;
     for (const auto& p : paths) {
         OpenOptions oo;
-        oo.data_check = verify_data ? DataCheck::kFull : DataCheck::kNone;
+        oo.data_check = data_check;
         auto f = SnapshotFile::open(p, oo);
         if (!f)
             return std::unexpected(f.error());

@@ -165,7 +165,7 @@ int main(int argc, char** argv) {
         spec.args.assign(program.begin() + 1, program.end());
         session = snapshot::boot_for_capture(spec, opt);
     } else {
-        auto chain = snapshot::open_chain(from, false);
+        auto chain = snapshot::open_chain(from);
         if (!chain) {
             diag.error(chain.error().describe());
             return kExitFailure;

@@ -97,7 +97,8 @@ int main(int argc, char** argv) {
     std::string max_request = "64M", max_response = "64M";
     tools::GuestOptions guest;
     std::vector<std::string> env;
-    bool stats = false, version = false, quiet = false, prefetch = false, verify_data = false;
+    bool stats = false, version = false, quiet = false, prefetch = false, verify_data = false,
+         no_verify_data = false;
     std::vector<std::string> snapshots;
     app.add_option("snapshots", snapshots,
                    "restore SNAPSHOT (a full snapshot, then optional diffs over it) and serve "
@@ -120,7 +121,9 @@ int main(int argc, char** argv) {
     app.add_flag("--prefetch", prefetch,
                  "bring the snapshot's recorded working set into memory before the first request");
     app.add_flag("--verify-data", verify_data,
-                 "check every page-data checksum of the snapshot files before restoring");
+                 "check the page data run by run (naming a damaged page) instead of in one pass");
+    app.add_flag("--no-verify-data", no_verify_data,
+                 "do not check the page data (files verified before, e.g. by snapinfo)");
     app.add_flag("--stats", stats, "print start-up and per-request timings to stderr");
     app.add_flag("-q,--quiet", quiet, "do not print warnings");
     app.add_flag("--version", version, "print the version and exit");
@@ -137,6 +140,10 @@ int main(int argc, char** argv) {
     if (version) {
         fmt::print("snaprun (presnap) {}\n", kVersion);
         return 0;
+    }
+    if (verify_data && no_verify_data) {
+        diag.error("give at most one of --verify-data and --no-verify-data");
+        return runtime::kExitHostError;
     }
     if (!spec.program.empty() && !snapshots.empty()) {
         diag.error("give either --cold PROGRAM or SNAPSHOT files, not both");
@@ -189,7 +196,10 @@ int main(int argc, char** argv) {
     if (snapshots.empty()) {
         session = runtime::Session::boot(spec, opt);
     } else {
-        auto chain = snapshot::open_chain(snapshots, verify_data);
+        auto chain =
+            snapshot::open_chain(snapshots, verify_data      ? snapshot::DataCheck::kFull
+                                            : no_verify_data ? snapshot::DataCheck::kNone
+                                                             : snapshot::DataCheck::kSection);
         if (!chain) {
             diag.error(chain.error().describe());
             return runtime::kExitHostError;
