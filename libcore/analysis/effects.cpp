@@ -155,7 +155,9 @@ struct State {
         unsigned eff = 0;
         uint64_t wa = fi.writes_arg, ha = fi.heap_into_arg;
         bool ra = fi.returns_alloc, in = fi.reads_input;
-        int ret_arg = -1; // -1 none seen, -2 not a single parameter
+        // -1 none seen, -2 not a single parameter; joined with the last
+        // round's value so that recursion cannot make it oscillate.
+        int ret_arg = fi.returns_arg_lattice;
         size_t nwrites = fi.writes.size();
         auto note_write = [&](llvm::BasicBlock* bb, const llvm::Value* ptr, bool heap,
                               const std::vector<FnInfo*>& from) {
@@ -268,8 +270,9 @@ struct State {
             eff |= e;
         if (eff != fi.effects || wa != fi.writes_arg || ha != fi.heap_into_arg ||
             ra != fi.returns_alloc || in != fi.reads_input || nwrites != fi.writes.size() ||
-            std::max(ret_arg, -1) != fi.returns_arg)
+            ret_arg != fi.returns_arg_lattice)
             changed = true;
+        fi.returns_arg_lattice = ret_arg;
         fi.returns_arg = std::max(ret_arg, -1);
         fi.effects |= eff;
         fi.writes_arg = wa;

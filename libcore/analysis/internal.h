@@ -82,10 +82,11 @@ struct FnInfo {
     unsigned effects = 0;                               // transitive Effect bits
     llvm::DenseSet<const llvm::GlobalVariable*> writes; // globals stored to, transitive
     uint64_t writes_arg = 0;                            // bit i: writes through pointer parameter i
-    uint64_t heap_into_arg = 0; // bit i: stores a heap pointer through parameter i
-    bool returns_alloc = false; // returns freshly allocated memory
-    int returns_arg = -1;       // returns a pointer into parameter i (C++ accessors)
-    bool reads_input = false;   // reads stdin (transitive)
+    uint64_t heap_into_arg = 0;   // bit i: stores a heap pointer through parameter i
+    bool returns_alloc = false;   // returns freshly allocated memory
+    int returns_arg = -1;         // returns a pointer into parameter i (C++ accessors)
+    int returns_arg_lattice = -1; // -1 nothing seen yet, -2 several (effects.cpp)
+    bool reads_input = false;     // reads stdin (transitive)
     std::vector<LazyGuard> guards;
 
     // Estimate (estimate.cpp), per request.
