@@ -7,6 +7,7 @@
 
 #include "internal.h"
 #include "presnap/analysis/analyze.h"
+#include "presnap/analysis/hash.h"
 
 namespace presnap::analysis {
 
@@ -107,6 +108,19 @@ Result<AnalyzeReport> analyze(const AnalyzeOptions& o) {
             return std::unexpected(st.error());
         applied.push_back(fmt::format("history({} requests, prior strength {})",
                                       rep.history_requests, o.prior_strength));
+    }
+    if (o.explain) {
+        auto id = parse_hex64(*o.explain);
+        const SegInfo* found = nullptr;
+        for (const auto& si : cx.segs)
+            if (si.seg.name == *o.explain || (id && si.seg.id == *id))
+                found = &si;
+        if (!found)
+            return make_error(Errc::kInvalidArgument,
+                              "no such segment (expected a segment name or id of the map, "
+                              "found '{}')",
+                              *o.explain);
+        rep.explanation = explain(*found);
     }
     map.evidence = "static";
     for (auto& a : applied)

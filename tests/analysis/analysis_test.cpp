@@ -357,3 +357,92 @@ TEST_CASE("a real C++ map's text form reads back") {
         CHECK(back->segments[i].tokens == m.segments[i].tokens);
     }
 }
+
+// Issue 11: shapes of real programs: state kept through pointers and by
+// library code.
+
+namespace {
+
+using Tokens = std::vector<std::string>;
+
+bool has_call(const Explanation& e, const std::string& callee, const std::string& state) {
+    for (const auto& c : e.external_calls)
+        if (c.callee == callee && c.state.find(state) != std::string::npos)
+            return true;
+    return false;
+}
+
+Explanation explain_in(std::vector<std::string> inputs, const std::string& segment) {
+    AnalyzeOptions o;
+    o.inputs = std::move(inputs);
+    o.explain = segment;
+    auto rep = run(o);
+    REQUIRE(rep.explanation);
+    return *rep.explanation;
+}
+
+} // namespace
+
+TEST_CASE("guards on fields of persistent memory reached through pointers are lazy "
+          "initialisers; the same guard on a stack struct is not") {
+    auto m = run("field_guard").map;
+    // &caches[k] passed by address: if (c->ready) return;
+    CHECK(seg(m, "br:ensure_halves:31").lazy_init);
+    CHECK(seg(m, "br:ensure_halves:31").warmable);
+    // tables[k] loaded from a constant array of pointers: if (!t->cache)
+    CHECK(seg(m, "br:table_cache:40").lazy_init);
+    CHECK(seg(m, "br:table_cache:40").warmable);
+    CHECK((seg(m, "br:table_cache:40").effects & kStoresHeapPtr) != 0);
+    // A sentinel other than zero: if (e->base != UNSET) return e->base;
+    CHECK(seg(m, "br:counter_base:49").lazy_init);
+    CHECK(seg(m, "br:counter_base:49").warmable);
+    CHECK(seg(m, "fn:counter_base").warmable);
+    // fill_scratch() is only given a struct on scratch()'s stack.
+    CHECK_FALSE(seg(m, "br:fill_scratch:56").lazy_init);
+    CHECK_FALSE(seg(m, "br:fill_scratch:56").warmable);
+    CHECK_FALSE(seg(m, "fn:fill_scratch").warmable);
+    CHECK_FALSE(seg(m, "fn:scratch").warmable);
+    size_t lazy = 0;
+    for (const auto& s : m.segments)
+        lazy += s.lazy_init;
+    CHECK(lazy == 3);
+}
+
+TEST_CASE("an external call given persistent state makes its segment warm, and --explain "
+          "names it") {
+    auto m = run("ext_state").map;
+    // tsearch(strdup(w), &words, compare): the tree lives in the library.
+    CHECK(seg(m, "fn:do_add").warmable);
+    auto add = explain_in({bc("ext_state")}, "fn:do_add");
+    CHECK(add.effects_without_external == 0);
+    REQUIRE(add.external_calls.size() == 1);
+    CHECK(add.external_calls[0].callee == "tsearch");
+    CHECK(add.external_calls[0].file == "ext_state.c");
+    CHECK(add.external_calls[0].line == 19);
+    CHECK(add.external_calls[0].state == "global words");
+    CHECK(format_explanation(add).find("ext_state.c:19: do_add calls tsearch with global words") !=
+          std::string::npos);
+    // tfind only looks: it is on the side-effect-free list.
+    CHECK_FALSE(seg(m, "fn:do_has").warmable);
+    CHECK(explain_in({bc("ext_state")}, "fn:do_has").external_calls.empty());
+    // regcomp(&number_re, ...) behind if (!number): warm, and says so.
+    const Segment& match = seg(m, "br:do_match:28");
+    CHECK(match.lazy_init);
+    CHECK(match.warmable);
+    CHECK(has_call(explain_in({bc("ext_state")}, "br:do_match:28"), "regcomp", "global number_re"));
+    // A segment can be explained by its id too.
+    CHECK(explain_in({bc("ext_state")}, presnap::analysis::hex64(match.id)).segment.name ==
+          match.name);
+}
+
+TEST_CASE("library calls that are all side-effect free do not make a program warm") {
+    // strlen, strcmp, strncmp, strchr, memcmp, strtol, snprintf into a
+    // local buffer, printf, puts, fputs and fprintf to stdout, given
+    // pointers to mutable globals; the program stores to no global.
+    auto m = run("pure_calls").map;
+    for (const auto& s : m.segments) {
+        CHECK_MESSAGE(!s.warmable, s.name);
+        CHECK_MESSAGE(s.effects == 0, s.name);
+    }
+    CHECK(explain_in({bc("pure_calls")}, "fn:describe").external_calls.empty());
+}
