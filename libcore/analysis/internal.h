@@ -129,6 +129,9 @@ struct FnInfo {
     // Route tokens (tokens.cpp), as indices into Context::token_text.
     llvm::DenseMap<const llvm::BasicBlock*, std::set<unsigned>> block_tokens;
     std::set<unsigned> fn_tokens;
+    // A non-null result means the request matched one of these (a lookup
+    // that returns the matching table entry).
+    std::set<unsigned> match_tokens;
 
     // Addresses (addresses.cpp).
     AddressStatus addr_status = AddressStatus::kNone;

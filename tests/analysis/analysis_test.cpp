@@ -358,8 +358,8 @@ TEST_CASE("a real C++ map's text form reads back") {
     }
 }
 
-// Issue 11: shapes of real programs: state kept through pointers and by
-// library code.
+// Issue 11: shapes of real programs: table-driven routes, state kept
+// through pointers and by library code.
 
 namespace {
 
@@ -382,6 +382,38 @@ Explanation explain_in(std::vector<std::string> inputs, const std::string& segme
 }
 
 } // namespace
+
+TEST_CASE("a route table's per-entry state kept by a library call is a warm lazy initialiser "
+          "with the table's names") {
+    // table_routes.c alone: vm_compile has no bitcode.
+    auto m = run("table_routes").map;
+    const Tokens names{"measure", "mirror", "shout"};
+    // if (r->ref != VM_NOREF) return; r->ref = vm_compile(vm, r->script);
+    // r comes from find_route(), which returns &routes[i] of the entry
+    // whose name matched.
+    const Segment& guard = seg(m, "br:load_route:34");
+    CHECK(guard.lazy_init);
+    CHECK(guard.warmable);
+    CHECK(guard.tokens == names);
+    CHECK(seg(m, "fn:load_route").warmable);
+    CHECK(seg(m, "fn:load_route").tokens == names);
+    // Once per instance: the guarded side runs whenever the guard does.
+    CHECK(guard.weight == doctest::Approx(seg(m, "fn:load_route").weight));
+    // The entry's table compare decides the branch in the loop.
+    CHECK(seg(m, "br:find_route:28").tokens == names);
+    // Its only persistent effect is a call into the library with the VM.
+    CHECK(seg(m, "fn:define").warmable);
+    CHECK(seg(m, "fn:define").tokens == Tokens{"define"});
+    auto ex = explain_in({bc("table_routes")}, "fn:define");
+    CHECK(ex.effects_without_external == 0);
+    REQUIRE(ex.external_calls.size() == 1);
+    CHECK(ex.external_calls[0].callee == "vm_define");
+    CHECK(ex.external_calls[0].line == 40);
+    CHECK(ex.external_calls[0].state == "memory reachable from global vm");
+    auto exg = explain_in({bc("table_routes")}, "br:load_route:34");
+    CHECK(has_call(exg, "vm_compile", "global vm"));
+    CHECK(exg.effects_without_external == kWritesGlobal); // the store to r->ref
+}
 
 TEST_CASE("guards on fields of persistent memory reached through pointers are lazy "
           "initialisers; the same guard on a stack struct is not") {
@@ -445,4 +477,37 @@ TEST_CASE("library calls that are all side-effect free do not make a program war
         CHECK_MESSAGE(s.effects == 0, s.name);
     }
     CHECK(explain_in({bc("pure_calls")}, "fn:describe").external_calls.empty());
+}
+
+TEST_CASE("table-driven dispatch gives each handler its entry's name") {
+    auto m = run("table_dispatch").map;
+    // for (i) if (strcmp(word, commands[i].name) == 0) commands[i].run(arg);
+    CHECK(seg(m, "fn:cmd_square").tokens == Tokens{"square"});
+    CHECK(seg(m, "fn:cmd_note").tokens == Tokens{"note"});
+    CHECK(seg(m, "fn:cmd_help").tokens == Tokens{"help"});
+    CHECK(seg(m, "br:cmd_square:14").lazy_init);
+    CHECK(seg(m, "br:cmd_square:14").warmable);
+    CHECK(seg(m, "br:cmd_square:14").tokens == Tokens{"square"});
+    // The matching arm of the loop has every name of the table.
+    CHECK(seg(m, "br:main:63").tokens == Tokens{"help", "note", "square"});
+    // An array of const char*: the matching index leads to convert().
+    CHECK(seg(m, "fn:convert").tokens == Tokens{"km", "mi"});
+}
+
+TEST_CASE("handlers of an unordered_map built from constants get their keys as tokens") {
+    auto m = run("handlers_map").map;
+    // {"primes", do_primes} in the map; {"p", do_primes} in the alias
+    // table, found by std::string == a.name in a range-for loop.
+    CHECK(seg(m, "fn:do_primes").tokens == Tokens{"p", "primes"});
+    CHECK(seg(m, "fn:do_greet").tokens == Tokens{"g", "greet"});
+    CHECK(seg(m, "fn:do_echo").tokens == Tokens{"echo"});
+    CHECK(seg(m, "br:run_alias:51").tokens == Tokens{"g", "p"});
+    CHECK(seg(m, "br:do_primes:14").lazy_init);
+    CHECK(seg(m, "br:do_primes:14").warmable);
+    CHECK(seg(m, "br:do_primes:14").tokens == Tokens{"p", "primes"});
+    CHECK(seg(m, "br:do_greet:31").lazy_init);
+    CHECK(seg(m, "br:do_greet:31").warmable);
+    CHECK(seg(m, "br:do_greet:31").tokens == Tokens{"g", "greet"});
+    // Writing to std::cout keeps nothing a snapshot needs.
+    CHECK_FALSE(seg(m, "fn:do_echo").warmable);
 }
