@@ -358,8 +358,8 @@ TEST_CASE("a real C++ map's text form reads back") {
     }
 }
 
-// Issue 11: shapes of real programs: table-driven routes, state kept
-// through pointers and by library code.
+// Issue 11: shapes of real programs (table-driven routes, state kept
+// through pointers and by library code, whole-program input).
 
 namespace {
 
@@ -510,4 +510,33 @@ TEST_CASE("handlers of an unordered_map built from constants get their keys as t
     CHECK(seg(m, "br:do_greet:31").tokens == Tokens{"g", "greet"});
     // Writing to std::cout keeps nothing a snapshot needs.
     CHECK_FALSE(seg(m, "fn:do_echo").warmable);
+}
+
+TEST_CASE("a program and its library given as two bitcode files are analysed as one module") {
+    AnalyzeOptions o;
+    o.inputs = {bc("table_routes"), bc("minivm")};
+    auto rep = run(o);
+    const auto& m = rep.map;
+    AnalyzeOptions alone;
+    alone.inputs = {bc("table_routes")};
+    CHECK(rep.functions > run(alone).functions);
+    const Tokens names{"measure", "mirror", "shout"};
+    // The library's code is now segments of the program, reached from the
+    // program's routes: its own lazy initialiser gets the routes' tokens.
+    CHECK(seg(m, "fn:vm_compile").tokens == names);
+    CHECK(seg(m, "fn:vm_compile").warmable);
+    const Segment& optable = seg(m, "br:vm_compile:38");
+    CHECK(optable.lazy_init);
+    CHECK(optable.warmable);
+    CHECK(optable.tokens == names);
+    CHECK(optable.weight > 0);
+    // vm_compile has bitcode now: what it keeps is its own stores.
+    auto ex = explain_in({bc("table_routes"), bc("minivm")}, "br:load_route:34");
+    CHECK_FALSE(has_call(ex, "vm_compile", ""));
+    CHECK(ex.effects_without_external != 0);
+    CHECK(seg(m, "br:load_route:34").lazy_init);
+    CHECK(seg(m, "br:load_route:34").tokens == names);
+    // The program's route to vm_define reaches the library's function.
+    CHECK(seg(m, "fn:vm_define").tokens == Tokens{"define"});
+    CHECK(seg(m, "fn:vm_define").warmable);
 }
