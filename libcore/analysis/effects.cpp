@@ -745,6 +745,22 @@ bool region_writes(const std::vector<llvm::BasicBlock*>& region, const GuardStat
             auto* callee =
                 llvm::dyn_cast<llvm::Function>(cb->getCalledOperand()->stripPointerCasts());
             FnInfo* ci = callee ? cx.by_fn.lookup(callee) : nullptr;
+            if (!ci && callee && is_library(*callee)) {
+                // sqlite3_prepare_v2(db, sql, -1, &r->stmt, NULL): a library
+                // function given the state's address may set it.
+                auto pure = side_effect_free(*callee);
+                for (unsigned a = 0; a < cb->arg_size(); a++) {
+                    const llvm::Value* arg = cb->getArgOperand(a);
+                    if (!arg->getType()->isPointerTy() || !gs.hits(arg, false))
+                        continue;
+                    if (pure ? (a < 64 && (*pure >> a & 1))
+                             : !(a < callee->arg_size() &&
+                                 (callee->hasParamAttribute(a, llvm::Attribute::ReadOnly) ||
+                                  callee->hasParamAttribute(a, llvm::Attribute::ReadNone))))
+                        return true;
+                }
+                continue;
+            }
             if (!ci)
                 continue;
             if (gs.g && ci->writes.count(gs.g))

@@ -90,6 +90,15 @@ void follow(const llvm::Value* v, Match m, unsigned tok, FnInfo& fi,
                        depth + 1);
         } else if (auto* c = llvm::dyn_cast<llvm::CastInst>(u)) {
             follow(c, m, tok, fi, arms, depth + 1);
+        } else if (auto* phi = llvm::dyn_cast<llvm::PHINode>(u); phi && m == Match::kIfNonZero) {
+            // r = word ? find_route(word) : NULL: non-null still means a match.
+            bool others_null = true;
+            for (const llvm::Value* in : phi->incoming_values())
+                if (in != v)
+                    if (auto* k = llvm::dyn_cast<llvm::Constant>(in); !k || !k->isNullValue())
+                        others_null = false;
+            if (others_null)
+                follow(phi, m, tok, fi, arms, depth + 1);
         } else if (auto* br = llvm::dyn_cast<llvm::BranchInst>(u); br && br->isConditional()) {
             arms.push_back({br->getSuccessor(m == Match::kIfNonZero ? 0 : 1), tok});
         }

@@ -512,6 +512,22 @@ TEST_CASE("handlers of an unordered_map built from constants get their keys as t
     CHECK_FALSE(seg(m, "fn:do_echo").warmable);
 }
 
+TEST_CASE("a lazy field that only a library call sets, found by a lookup that may be skipped") {
+    auto m = run("lib_guard").map;
+    // if (!e->text && asprintf(&e->text, ...) < 0): asprintf is given the
+    // field's address; e = w ? find_entry(w) : NULL, names inline arrays.
+    const Segment& guard = seg(m, "br:describe:25");
+    CHECK(guard.lazy_init);
+    CHECK(guard.warmable);
+    CHECK(guard.tokens == Tokens{"green", "red"});
+    CHECK(seg(m, "fn:describe").tokens == Tokens{"green", "red"});
+    auto ex = explain_in({bc("lib_guard")}, "br:describe:25");
+    REQUIRE(ex.external_calls.size() == 1);
+    CHECK(ex.external_calls[0].callee == "asprintf");
+    CHECK(ex.external_calls[0].state.starts_with("parameter 1 of describe"));
+    CHECK(ex.effects_without_external == 0);
+}
+
 TEST_CASE("a program and its library given as two bitcode files are analysed as one module") {
     AnalyzeOptions o;
     o.inputs = {bc("table_routes"), bc("minivm")};
