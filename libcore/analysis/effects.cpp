@@ -528,9 +528,14 @@ void find_persistent_params(Context& cx, const std::vector<std::vector<FnInfo*>>
     for (auto& fi : cx.fns)
         for (auto& e : fi->calls)
             callers[e.callee].push_back({fi.get(), &e});
+    const std::vector<std::pair<FnInfo*, const CallEdge*>> none;
+    auto callers_of = [&](FnInfo * f) -> const auto& {
+        auto it = callers.find(f);
+        return it == callers.end() ? none : it->second;
+    };
     for (auto& fi : cx.fns) {
         bool known = callers.count(fi.get()) != 0;
-        for (auto& [caller, e] : callers.lookup(fi.get()))
+        for (auto& [caller, e] : callers_of(fi.get()))
             if (!e->direct &&
                 llvm::isa<llvm::Function>(e->call->getCalledOperand()->stripPointerCasts()))
                 known = false; // handed to a library function: called from unseen code
@@ -543,7 +548,7 @@ void find_persistent_params(Context& cx, const std::vector<std::vector<FnInfo*>>
                 if (!f->persistent_args)
                     continue;
                 uint64_t keep = f->persistent_args;
-                for (auto& [caller, e] : callers.lookup(f))
+                for (auto& [caller, e] : callers_of(f))
                     for (unsigned a = 0; a < 64 && keep; a++) {
                         if (!(keep & bit(a)))
                             continue;
