@@ -2,6 +2,7 @@
 // the way to a segment (docs/analysis.md, "Route tokens").
 #include <llvm/Demangle/Demangle.h>
 #include <llvm/IR/Constants.h>
+#include <llvm/IR/DebugInfoMetadata.h>
 #include <llvm/IR/Instructions.h>
 #include <llvm/IR/IntrinsicInst.h>
 
@@ -307,12 +308,27 @@ bool nonnull_tokens(const llvm::Value* v, const FnInfo& fi, std::set<unsigned>& 
 
 constexpr size_t kMaxTokensPerSegment = 16;
 
+// Code from the system's and the C++ library's headers (/usr/...).
+bool system_code(const llvm::Function& f) {
+    auto* sp = f.getSubprogram();
+    if (!sp)
+        return false;
+    std::string path = sp->getFilename().str();
+    if (path.empty() || path[0] != '/')
+        path = sp->getDirectory().str() + "/" + path;
+    return path.rfind("/usr/", 0) == 0;
+}
+
 } // namespace
 
 void find_tokens(Context& cx) {
     // Handlers that a table entry or a registration names: their own tokens.
     llvm::DenseMap<const llvm::Function*, std::set<unsigned>> seeds;
     auto scan = [&](FnInfo& fi) {
+        // Tables and registrations count in the program's own code, not in
+        // library headers (libstdc++'s regex_traits looks names up in
+        // tables of its own: they are not routes).
+        const bool own = !system_code(*fi.f);
         // (arm, token): the arm runs only when the request matched the token.
         std::vector<std::pair<llvm::BasicBlock*, unsigned>> arms;
         // Table compares: the arms they decide and the table position.
@@ -334,6 +350,8 @@ void find_tokens(Context& cx) {
                     if (!cf) {
                         // {"name", handler}: a registration under a constant
                         // name (a std::pair built for an unordered_map).
+                        if (!own)
+                            continue;
                         std::optional<std::string> name;
                         unsigned names = 0;
                         std::vector<const llvm::Function*> handlers;
@@ -367,17 +385,27 @@ void find_tokens(Context& cx) {
                         continue;
                     }
                     // strcmp(tab[i].name, word): every name of the table.
+                    if (!own)
+                        continue;
                     auto ts = table_strings(cb->getArgOperand(cf->arg_b));
                     if (!ts)
                         ts = table_strings(cb->getArgOperand(cf->arg_a));
                     if (!ts)
                         continue;
                     std::vector<std::pair<llvm::BasicBlock*, unsigned>> mine;
-                    for (auto& [entry, str] : ts->strings)
+                    std::set<std::string> distinct;
+                    for (auto& [entry, str] : ts->strings) {
                         follow(cb, cf->match, cx.token(str.substr(0, n)), fi, mine, 0);
+                        distinct.insert(str.substr(0, n));
+                    }
+                    // A table with more names than a segment can carry is a
+                    // dictionary, not a set of routes: its entries' handlers
+                    // still get their own names, the arm gets none.
+                    bool small = distinct.size() <= kMaxTokensPerSegment;
                     std::vector<llvm::BasicBlock*> blocks;
                     for (auto& [arm, tok] : mine) {
-                        arms.push_back({arm, tok});
+                        if (small)
+                            arms.push_back({arm, tok});
                         if (std::find(blocks.begin(), blocks.end(), arm) == blocks.end())
                             blocks.push_back(arm);
                     }
