@@ -5,6 +5,7 @@
 #include <llvm/IR/DebugInfoMetadata.h>
 #include <llvm/IR/Instructions.h>
 #include <llvm/IR/IntrinsicInst.h>
+#include <llvm/Support/Path.h>
 
 #include "internal.h"
 
@@ -308,15 +309,22 @@ bool nonnull_tokens(const llvm::Value* v, const FnInfo& fi, std::set<unsigned>& 
 
 constexpr size_t kMaxTokensPerSegment = 16;
 
-// Code from the system's and the C++ library's headers (/usr/...).
+// Code from the system's and the compiler's headers (libc, libstdc++).
 bool system_code(const llvm::Function& f) {
     auto* sp = f.getSubprogram();
     if (!sp)
         return false;
-    std::string path = sp->getFilename().str();
-    if (path.empty() || path[0] != '/')
-        path = sp->getDirectory().str() + "/" + path;
-    return path.rfind("/usr/", 0) == 0;
+    llvm::SmallString<256> path(sp->getFilename());
+    if (!llvm::sys::path::is_absolute(path)) {
+        path = sp->getDirectory();
+        llvm::sys::path::append(path, sp->getFilename());
+    }
+    // clang names libstdc++'s headers /usr/bin/../lib/gcc/.../include/c++/12/...
+    llvm::sys::path::remove_dots(path, true);
+    for (llvm::StringRef dir : {"/usr/include/", "/usr/lib/", "/usr/local/include/"})
+        if (path.str().startswith(dir))
+            return true;
+    return false;
 }
 
 } // namespace
