@@ -92,7 +92,11 @@ Explanation explain(const SegInfo& si) {
                 continue;
             own |= e;
             if (ex.other_effects.size() < 8) {
-                auto [file, line] = where(&*bb.getFirstInsertionPt());
+                std::pair<std::string, unsigned> at{"", 0};
+                for (auto& i : bb)
+                    if (i.getDebugLoc() && (at = where(&i)).second)
+                        break;
+                auto& [file, line] = at;
                 ex.other_effects.push_back(
                     fmt::format("{}{}{}: {} stores to persistent state", file, line ? ":" : "",
                                 line ? std::to_string(line) : "", f.display));
