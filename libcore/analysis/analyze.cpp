@@ -81,6 +81,8 @@ Result<AnalyzeReport> analyze(const AnalyzeOptions& o) {
         si.seg.warmable = si.seg.effects != 0;
     }
     find_tokens(cx);
+    for (auto& fi : cx.fns)
+        rep.warm_by_external += fi->effects != 0 && fi->own_effects == 0;
 
     ProbabilityMap& map = rep.map;
     map.inputs = o.inputs;

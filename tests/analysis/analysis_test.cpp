@@ -404,6 +404,7 @@ TEST_CASE("a route table's per-entry state kept by a library call is a warm lazy
     // Its only persistent effect is a call into the library with the VM.
     CHECK(seg(m, "fn:define").warmable);
     CHECK(seg(m, "fn:define").tokens == Tokens{"define"});
+    CHECK(run("table_routes").warm_by_external == 1); // define()
     auto ex = explain_in({bc("table_routes")}, "fn:define");
     CHECK(ex.effects_without_external == 0);
     REQUIRE(ex.external_calls.size() == 1);
@@ -552,6 +553,7 @@ TEST_CASE("a program and its library given as two bitcode files are analysed as 
     AnalyzeOptions alone;
     alone.inputs = {bc("table_routes")};
     CHECK(rep.functions > run(alone).functions);
+    CHECK(rep.warm_by_external == 0); // vm_define's stores are the program's now
     const Tokens names{"measure", "mirror", "shout"};
     // The library's code is now segments of the program, reached from the
     // program's routes: its own lazy initialiser gets the routes' tokens.

@@ -182,6 +182,11 @@ int main(int argc, char** argv) {
         const auto& m = rep->map;
         note(fmt::format("{} functions, {} segments, evidence {}", rep->functions,
                          m.segments.size(), m.evidence));
+        if (rep->warm_by_external)
+            note(fmt::format("{} {} warm only through calls into code without bitcode "
+                             "(--explain fn:NAME names them)",
+                             rep->warm_by_external,
+                             rep->warm_by_external == 1 ? "function is" : "functions are"));
         if (o.history)
             note(fmt::format("history: {} requests, {} matched by structural id, {} unknown "
                              "segment references",

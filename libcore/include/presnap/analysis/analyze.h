@@ -53,8 +53,9 @@ struct AnalyzeReport {
     size_t history_unknown = 0;        // segment references matching nothing here
     size_t history_matched_by_sid = 0; // segments matched through structural ids
     std::vector<Error> history_problems;
-    size_t profile_functions = 0;           // functions that got profile counts
-    std::vector<std::string> notes;         // things the user should hear about (-v)
+    size_t profile_functions = 0;   // functions that got profile counts
+    size_t warm_by_external = 0;    // functions warm only through calls into code without bitcode
+    std::vector<std::string> notes; // things the user should hear about (-v)
     std::optional<Explanation> explanation; // with AnalyzeOptions::explain
 };
 
