@@ -46,6 +46,23 @@ struct AnalysisManagers {
 
 struct FnInfo;
 
+// A position in a global table: the global and the indices into its
+// initializer; a variable index (the loop's) stands for every entry.
+struct TableIndex {
+    uint64_t c = 0;
+    const llvm::Value* var = nullptr; // non-null: any entry
+};
+struct TablePath {
+    const llvm::GlobalVariable* g = nullptr;
+    std::vector<TableIndex> idx;
+    const llvm::Value* entry_var() const {
+        for (auto& i : idx)
+            if (i.var)
+                return i.var;
+        return nullptr;
+    }
+};
+
 // A call from one block to a defined function. Indirect calls are spread
 // over the address-taken functions of the same type (share = 1/N).
 struct CallEdge {
@@ -204,6 +221,20 @@ void estimate(Context& cx);
 void compute_blocks(FnInfo& fi);
 // Segment weight and count from the block estimates (all, or one function's).
 void fill_segment_values(Context& cx, const FnInfo* only = nullptr);
+
+// tables.cpp
+// Where `p` points inside a global table with an initializer.
+bool table_path(const llvm::Value* p, TablePath& out, int depth = 0);
+// The leaves of a table's initializer along a path; `entry` is the index
+// taken at the path's first variable position.
+void table_leaves(const llvm::Constant* c, const std::vector<TableIndex>& idx, size_t at,
+                  unsigned entry, bool in_entry,
+                  std::vector<std::pair<unsigned, const llvm::Constant*>>& out);
+// tab[i].run: the function in each entry, by entry, when the callee is
+// loaded from a table at a variable index and every entry is a function
+// or null; else empty.
+std::vector<std::pair<unsigned, const llvm::Function*>> table_functions(const llvm::Value* callee,
+                                                                        bool constant_only);
 
 // tokens.cpp
 void find_tokens(Context& cx);

@@ -121,107 +121,6 @@ std::optional<std::string> byte_token(const llvm::ConstantInt* k) {
     return std::string(1, static_cast<char>(c));
 }
 
-// A position in a global table: the global and the indices into its
-// initializer; a variable index (the loop's) stands for every entry.
-struct TableIndex {
-    uint64_t c = 0;
-    const llvm::Value* var = nullptr; // non-null: any entry
-};
-struct TablePath {
-    const llvm::GlobalVariable* g = nullptr;
-    std::vector<TableIndex> idx;
-    const llvm::Value* entry_var() const {
-        for (auto& i : idx)
-            if (i.var)
-                return i.var;
-        return nullptr;
-    }
-};
-
-bool decompose(const llvm::Value* p, TablePath& out, int depth = 0) {
-    if (depth > 6)
-        return false;
-    while (auto* bc = llvm::dyn_cast<llvm::BitCastOperator>(p))
-        p = bc->getOperand(0);
-    if (auto* g = llvm::dyn_cast<llvm::GlobalVariable>(p)) {
-        if (!g->hasDefinitiveInitializer())
-            return false;
-        out.g = g;
-        return true;
-    }
-    if (auto* gep = llvm::dyn_cast<llvm::GEPOperator>(p)) {
-        if (!decompose(gep->getPointerOperand(), out, depth + 1))
-            return false;
-        auto it = gep->idx_begin();
-        if (it == gep->idx_end())
-            return true;
-        // The first index steps over whole objects: only 0 keeps us in the
-        // table (the global itself, or the element a previous GEP chose).
-        auto* first = llvm::dyn_cast<llvm::ConstantInt>(it->get());
-        if (!first || !first->isZero())
-            return false;
-        for (++it; it != gep->idx_end(); ++it) {
-            if (auto* k = llvm::dyn_cast<llvm::ConstantInt>(it->get()))
-                out.idx.push_back({k->getZExtValue(), nullptr});
-            else
-                out.idx.push_back({0, it->get()});
-        }
-        return true;
-    }
-    if (auto* phi = llvm::dyn_cast<llvm::PHINode>(p)) {
-        // for (r = table; ...; r++): every entry of the table.
-        TablePath first;
-        bool have = false, steps = false;
-        for (const llvm::Value* in : phi->incoming_values()) {
-            auto* step = llvm::dyn_cast<llvm::GEPOperator>(in);
-            if (step && step->getPointerOperand() == phi) {
-                steps = true;
-                continue;
-            }
-            TablePath t;
-            if (!decompose(in, t, depth + 1) || t.idx.empty() ||
-                (have && (t.g != first.g || t.idx.size() != first.idx.size())))
-                return false;
-            if (!have)
-                first = t;
-            have = true;
-        }
-        if (!have || !steps)
-            return false;
-        first.idx.back() = {0, phi};
-        out = first;
-        return true;
-    }
-    return false;
-}
-
-// The leaves of a table's initializer along a path; `entry` is the index
-// taken at the path's first variable position.
-void table_leaves(const llvm::Constant* c, const std::vector<TableIndex>& idx, size_t at,
-                  unsigned entry, bool in_entry,
-                  std::vector<std::pair<unsigned, const llvm::Constant*>>& out) {
-    if (!c || out.size() > 256)
-        return;
-    if (at == idx.size()) {
-        out.push_back({entry, c});
-        return;
-    }
-    if (auto* ds = llvm::dyn_cast<llvm::ConstantDataSequential>(c); ds && ds->isString()) {
-        out.push_back({entry, c}); // an inline char array: the rest indexes its bytes
-        return;
-    }
-    if (idx[at].var) {
-        unsigned n = 0;
-        if (auto* at_t = llvm::dyn_cast<llvm::ArrayType>(c->getType()))
-            n = static_cast<unsigned>(at_t->getNumElements());
-        for (unsigned i = 0; i < n; i++)
-            table_leaves(c->getAggregateElement(i), idx, at + 1, in_entry ? entry : i, true, out);
-        return;
-    }
-    table_leaves(c->getAggregateElement(static_cast<unsigned>(idx[at].c)), idx, at + 1, entry,
-                 in_entry, out);
-}
-
 std::optional<std::string> leaf_string(const llvm::Constant* c) {
     if (auto* ds = llvm::dyn_cast<llvm::ConstantDataSequential>(c); ds && ds->isString()) {
         std::string s = ds->getAsString().str();
@@ -244,7 +143,7 @@ std::optional<TableStrings> table_strings(const llvm::Value* v) {
     const llvm::Value* p = v;
     if (auto* ld = llvm::dyn_cast<llvm::LoadInst>(v))
         p = ld->getPointerOperand();
-    if (!decompose(p, ts.path) || !ts.path.entry_var())
+    if (!table_path(p, ts.path) || !ts.path.entry_var())
         return std::nullopt;
     std::vector<std::pair<unsigned, const llvm::Constant*>> leaves;
     table_leaves(ts.path.g->getInitializer(), ts.path.idx, 0, 0, false, leaves);
@@ -260,18 +159,12 @@ std::optional<TableStrings> table_strings(const llvm::Value* v) {
 // function in each entry, by entry.
 std::vector<std::pair<unsigned, const llvm::Function*>> table_callees(const llvm::CallBase* cb,
                                                                       const TablePath& matched) {
-    std::vector<std::pair<unsigned, const llvm::Function*>> out;
     auto* ld = llvm::dyn_cast<llvm::LoadInst>(cb->getCalledOperand()->stripPointerCasts());
     TablePath p;
-    if (!ld || !decompose(ld->getPointerOperand(), p) || p.g != matched.g ||
+    if (!ld || !table_path(ld->getPointerOperand(), p) || p.g != matched.g ||
         p.entry_var() != matched.entry_var())
-        return out;
-    std::vector<std::pair<unsigned, const llvm::Constant*>> leaves;
-    table_leaves(p.g->getInitializer(), p.idx, 0, 0, false, leaves);
-    for (auto& [entry, c] : leaves)
-        if (auto* f = llvm::dyn_cast<llvm::Function>(c->stripPointerCasts()))
-            out.push_back({entry, f});
-    return out;
+        return {};
+    return table_functions(ld, false);
 }
 
 // Non-null only on a path that matched: the tokens of the blocks where

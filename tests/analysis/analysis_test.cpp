@@ -497,6 +497,12 @@ TEST_CASE("table-driven dispatch gives each handler its entry's name") {
     CHECK(seg(m, "br:main:63").tokens == Tokens{"help", "note", "square"});
     // An array of const char*: the matching index leads to convert().
     CHECK(seg(m, "fn:convert").tokens == Tokens{"km", "mi"});
+    // The call through the table reaches its entries, a third each, and not
+    // log_error(), which has their type and is address-taken elsewhere.
+    CHECK(seg(m, "fn:log_error").weight == 0);
+    CHECK(seg(m, "fn:cmd_help").weight > 0);
+    CHECK(seg(m, "fn:cmd_help").weight == doctest::Approx(seg(m, "fn:cmd_note").weight));
+    CHECK(seg(m, "fn:cmd_help").count == doctest::Approx(seg(m, "fn:cmd_square").count));
 }
 
 TEST_CASE("handlers of an unordered_map built from constants get their keys as tokens") {
