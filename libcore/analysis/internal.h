@@ -1,6 +1,7 @@
 // Private to libcore/analysis: the LLVM-side data the analysis phases share.
-// Order of the phases (analyze.cpp): load -> normalise -> segments ->
-// effects -> lazy guards -> estimate -> tokens -> addresses -> evidence.
+// Order of the phases (analyze.cpp): load -> normalise -> call edges ->
+// effects (bottom-up, then persistent parameters top-down) -> lazy guards
+// -> segments -> estimate -> tokens -> addresses -> evidence -> explain.
 #pragma once
 
 #include <map>
