@@ -7,6 +7,7 @@
 
 #include "internal.h"
 #include "presnap/analysis/analyze.h"
+#include "presnap/analysis/hash.h"
 
 namespace presnap::analysis {
 
@@ -80,6 +81,8 @@ Result<AnalyzeReport> analyze(const AnalyzeOptions& o) {
         si.seg.warmable = si.seg.effects != 0;
     }
     find_tokens(cx);
+    for (auto& fi : cx.fns)
+        rep.warm_by_external += fi->effects != 0 && fi->own_effects == 0;
 
     ProbabilityMap& map = rep.map;
     map.inputs = o.inputs;
@@ -107,6 +110,19 @@ Result<AnalyzeReport> analyze(const AnalyzeOptions& o) {
             return std::unexpected(st.error());
         applied.push_back(fmt::format("history({} requests, prior strength {})",
                                       rep.history_requests, o.prior_strength));
+    }
+    if (o.explain) {
+        auto id = parse_hex64(*o.explain);
+        const SegInfo* found = nullptr;
+        for (const auto& si : cx.segs)
+            if (si.seg.name == *o.explain || (id && si.seg.id == *id))
+                found = &si;
+        if (!found)
+            return make_error(Errc::kInvalidArgument,
+                              "no such segment (expected a segment name or id of the map, "
+                              "found '{}')",
+                              *o.explain);
+        rep.explanation = explain(*found);
     }
     map.evidence = "static";
     for (auto& a : applied)

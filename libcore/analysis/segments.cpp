@@ -245,6 +245,25 @@ void build_call_edges(Context& cx) {
                                 fi->calls.push_back({&bb, cb, ai, 1.0, false});
                     continue;
                 }
+                // ops[i](x) through a constant table: its entries, each
+                // with its share of the table.
+                if (auto targets = table_functions(cb->getCalledOperand(), true);
+                    !targets.empty()) {
+                    std::vector<std::pair<FnInfo*, double>> shares; // first-seen order
+                    for (auto& [entry, f] : targets) {
+                        FnInfo* t = cx.by_fn.lookup(f);
+                        if (!t)
+                            continue; // a library function: no segments
+                        auto at = std::find_if(shares.begin(), shares.end(),
+                                               [&](auto& s) { return s.first == t; });
+                        if (at == shares.end())
+                            at = shares.insert(shares.end(), {t, 0.0});
+                        at->second += 1.0 / static_cast<double>(targets.size());
+                    }
+                    for (auto& [t, share] : shares)
+                        fi->calls.push_back({&bb, cb, t, share, false});
+                    continue;
+                }
                 auto it = by_type.find(cb->getFunctionType());
                 if (it == by_type.end() || it->second.empty())
                     continue;

@@ -2,8 +2,10 @@
 // the way to a segment (docs/analysis.md, "Route tokens").
 #include <llvm/Demangle/Demangle.h>
 #include <llvm/IR/Constants.h>
+#include <llvm/IR/DebugInfoMetadata.h>
 #include <llvm/IR/Instructions.h>
 #include <llvm/IR/IntrinsicInst.h>
+#include <llvm/Support/Path.h>
 
 #include "internal.h"
 
@@ -90,6 +92,15 @@ void follow(const llvm::Value* v, Match m, unsigned tok, FnInfo& fi,
                        depth + 1);
         } else if (auto* c = llvm::dyn_cast<llvm::CastInst>(u)) {
             follow(c, m, tok, fi, arms, depth + 1);
+        } else if (auto* phi = llvm::dyn_cast<llvm::PHINode>(u); phi && m == Match::kIfNonZero) {
+            // r = word ? find_route(word) : NULL: non-null still means a match.
+            bool others_null = true;
+            for (const llvm::Value* in : phi->incoming_values())
+                if (in != v)
+                    if (auto* k = llvm::dyn_cast<llvm::Constant>(in); !k || !k->isNullValue())
+                        others_null = false;
+            if (others_null)
+                follow(phi, m, tok, fi, arms, depth + 1);
         } else if (auto* br = llvm::dyn_cast<llvm::BranchInst>(u); br && br->isConditional()) {
             arms.push_back({br->getSuccessor(m == Match::kIfNonZero ? 0 : 1), tok});
         }
@@ -110,36 +121,198 @@ std::optional<std::string> byte_token(const llvm::ConstantInt* k) {
     return std::string(1, static_cast<char>(c));
 }
 
+std::optional<std::string> leaf_string(const llvm::Constant* c) {
+    if (auto* ds = llvm::dyn_cast<llvm::ConstantDataSequential>(c); ds && ds->isString()) {
+        std::string s = ds->getAsString().str();
+        if (auto nul = s.find('\0'); nul != std::string::npos)
+            s.resize(nul);
+        return s;
+    }
+    return const_string(c);
+}
+
+// Strings that an operand takes from a global table, per entry: a pointer
+// loaded from a table field (tab[i].name, names[i]) or an inline char
+// array in the table.
+struct TableStrings {
+    TablePath path;
+    std::vector<std::pair<unsigned, std::string>> strings; // (entry, string)
+};
+std::optional<TableStrings> table_strings(const llvm::Value* v) {
+    TableStrings ts;
+    const llvm::Value* p = v;
+    if (auto* ld = llvm::dyn_cast<llvm::LoadInst>(v))
+        p = ld->getPointerOperand();
+    if (!table_path(p, ts.path) || !ts.path.entry_var())
+        return std::nullopt;
+    std::vector<std::pair<unsigned, const llvm::Constant*>> leaves;
+    table_leaves(ts.path.g->getInitializer(), ts.path.idx, 0, 0, false, leaves);
+    for (auto& [entry, c] : leaves)
+        if (auto s = leaf_string(c))
+            ts.strings.push_back({entry, *s});
+    if (ts.strings.empty())
+        return std::nullopt;
+    return ts;
+}
+
+// tab[i].run(...) where i is the index a table compare matched: the
+// function in each entry, by entry.
+std::vector<std::pair<unsigned, const llvm::Function*>> table_callees(const llvm::CallBase* cb,
+                                                                      const TablePath& matched) {
+    auto* ld = llvm::dyn_cast<llvm::LoadInst>(cb->getCalledOperand()->stripPointerCasts());
+    TablePath p;
+    if (!ld || !table_path(ld->getPointerOperand(), p) || p.g != matched.g ||
+        p.entry_var() != matched.entry_var())
+        return {};
+    return table_functions(ld, false);
+}
+
+// Non-null only on a path that matched: the tokens of the blocks where
+// the value was chosen (phi incoming edges) or computed.
+bool nonnull_tokens(const llvm::Value* v, const FnInfo& fi, std::set<unsigned>& out,
+                    int depth = 0) {
+    if (depth > 8)
+        return false;
+    if (auto* k = llvm::dyn_cast<llvm::Constant>(v))
+        return k->isNullValue() || llvm::isa<llvm::UndefValue>(k);
+    auto tokens_of = [&](const llvm::BasicBlock* bb) -> const std::set<unsigned>* {
+        auto it = fi.block_tokens.find(bb);
+        return it == fi.block_tokens.end() || it->second.empty() ? nullptr : &it->second;
+    };
+    if (auto* phi = llvm::dyn_cast<llvm::PHINode>(v)) {
+        for (unsigned k = 0; k < phi->getNumIncomingValues(); k++) {
+            const llvm::Value* in = phi->getIncomingValue(k);
+            if (auto* c = llvm::dyn_cast<llvm::Constant>(in);
+                c && (c->isNullValue() || llvm::isa<llvm::UndefValue>(c)))
+                continue;
+            if (auto* t = tokens_of(phi->getIncomingBlock(k)))
+                out.insert(t->begin(), t->end());
+            else if (!nonnull_tokens(in, fi, out, depth + 1))
+                return false;
+        }
+        return true;
+    }
+    if (auto* i = llvm::dyn_cast<llvm::Instruction>(v))
+        if (auto* t = tokens_of(i->getParent())) {
+            out.insert(t->begin(), t->end());
+            return true;
+        }
+    return false;
+}
+
 constexpr size_t kMaxTokensPerSegment = 16;
+
+// Code from the system's and the compiler's headers (libc, libstdc++).
+bool system_code(const llvm::Function& f) {
+    auto* sp = f.getSubprogram();
+    if (!sp)
+        return false;
+    llvm::SmallString<256> path(sp->getFilename());
+    if (!llvm::sys::path::is_absolute(path)) {
+        path = sp->getDirectory();
+        llvm::sys::path::append(path, sp->getFilename());
+    }
+    // clang names libstdc++'s headers /usr/bin/../lib/gcc/.../include/c++/12/...
+    llvm::sys::path::remove_dots(path, true);
+    for (llvm::StringRef dir : {"/usr/include/", "/usr/lib/", "/usr/local/include/"})
+        if (path.str().startswith(dir))
+            return true;
+    return false;
+}
 
 } // namespace
 
 void find_tokens(Context& cx) {
-    for (auto& fi : cx.fns) {
+    // Handlers that a table entry or a registration names: their own tokens.
+    llvm::DenseMap<const llvm::Function*, std::set<unsigned>> seeds;
+    auto scan = [&](FnInfo& fi) {
+        // Tables and registrations count in the program's own code, not in
+        // library headers (libstdc++'s regex_traits looks names up in
+        // tables of its own: they are not routes).
+        const bool own = !system_code(*fi.f);
         // (arm, token): the arm runs only when the request matched the token.
         std::vector<std::pair<llvm::BasicBlock*, unsigned>> arms;
-        for (auto& bb : *fi->f) {
+        // Table compares: the arms they decide and the table position.
+        std::vector<std::pair<std::vector<llvm::BasicBlock*>, TableStrings>> table_arms;
+        for (auto& bb : *fi.f) {
             for (auto& i : bb) {
                 if (auto* cb = llvm::dyn_cast<llvm::CallBase>(&i)) {
                     auto* callee =
                         llvm::dyn_cast<llvm::Function>(cb->getCalledOperand()->stripPointerCasts());
                     if (!callee)
                         continue;
+                    if (FnInfo* ci = cx.by_fn.lookup(callee); ci && !ci->match_tokens.empty()) {
+                        // A lookup that returns the matching entry, or null.
+                        for (unsigned t : ci->match_tokens)
+                            follow(cb, Match::kIfNonZero, t, fi, arms, 0);
+                        continue;
+                    }
                     auto cf = cmp_fn(*callee);
-                    if (!cf ||
-                        cb->arg_size() <= static_cast<unsigned>(std::max(cf->arg_a, cf->arg_b)))
+                    if (!cf) {
+                        // {"name", handler}: a registration under a constant
+                        // name (a std::pair built for an unordered_map).
+                        if (!own)
+                            continue;
+                        std::optional<std::string> name;
+                        unsigned names = 0;
+                        std::vector<const llvm::Function*> handlers;
+                        for (auto& arg : cb->args()) {
+                            if (auto s = const_string(arg.get()))
+                                name = s, names++;
+                            else if (auto* f =
+                                         llvm::dyn_cast<llvm::Function>(arg->stripPointerCasts());
+                                     f && cx.by_fn.lookup(f))
+                                handlers.push_back(f);
+                        }
+                        if (names == 1 && !name->empty())
+                            for (auto* f : handlers)
+                                seeds[f].insert(cx.token(*name));
+                        continue;
+                    }
+                    if (cb->arg_size() <= static_cast<unsigned>(std::max(cf->arg_a, cf->arg_b)))
                         continue;
                     auto s = const_string(cb->getArgOperand(cf->arg_b));
                     if (!s)
                         s = const_string(cb->getArgOperand(cf->arg_a));
-                    if (!s)
-                        continue;
+                    size_t n = std::string::npos;
                     if (cf->len_arg >= 0 && static_cast<unsigned>(cf->len_arg) < cb->arg_size())
-                        if (auto* n =
-                                llvm::dyn_cast<llvm::ConstantInt>(cb->getArgOperand(cf->len_arg));
-                            n && n->getZExtValue() < s->size())
-                            s->resize(n->getZExtValue());
-                    follow(cb, cf->match, cx.token(*s), *fi, arms, 0);
+                        if (auto* k =
+                                llvm::dyn_cast<llvm::ConstantInt>(cb->getArgOperand(cf->len_arg)))
+                            n = k->getZExtValue();
+                    if (s) {
+                        if (n < s->size())
+                            s->resize(n);
+                        follow(cb, cf->match, cx.token(*s), fi, arms, 0);
+                        continue;
+                    }
+                    // strcmp(tab[i].name, word): every name of the table.
+                    if (!own)
+                        continue;
+                    auto ts = table_strings(cb->getArgOperand(cf->arg_b));
+                    if (!ts)
+                        ts = table_strings(cb->getArgOperand(cf->arg_a));
+                    if (!ts)
+                        continue;
+                    std::vector<std::pair<llvm::BasicBlock*, unsigned>> mine;
+                    std::set<std::string> distinct;
+                    for (auto& [entry, str] : ts->strings) {
+                        follow(cb, cf->match, cx.token(str.substr(0, n)), fi, mine, 0);
+                        distinct.insert(str.substr(0, n));
+                    }
+                    // A table with more names than a segment can carry is a
+                    // dictionary, not a set of routes: its entries' handlers
+                    // still get their own names, the arm gets none.
+                    bool small = distinct.size() <= kMaxTokensPerSegment;
+                    std::vector<llvm::BasicBlock*> blocks;
+                    for (auto& [arm, tok] : mine) {
+                        if (small)
+                            arms.push_back({arm, tok});
+                        if (std::find(blocks.begin(), blocks.end(), arm) == blocks.end())
+                            blocks.push_back(arm);
+                    }
+                    for (auto& [entry, str] : ts->strings)
+                        str = str.substr(0, n);
+                    table_arms.push_back({std::move(blocks), std::move(*ts)});
                 } else if (auto* cmp = llvm::dyn_cast<llvm::ICmpInst>(&i);
                            cmp && cmp->isEquality()) {
                     // if (req[0] == 'g')
@@ -150,8 +323,7 @@ void find_tokens(Context& cx) {
                     if (!t)
                         continue;
                     bool eq = cmp->getPredicate() == llvm::CmpInst::ICMP_EQ;
-                    follow(cmp, eq ? Match::kIfNonZero : Match::kIfZero, cx.token(*t), *fi, arms,
-                           1);
+                    follow(cmp, eq ? Match::kIfNonZero : Match::kIfZero, cx.token(*t), fi, arms, 1);
                 } else if (auto* sw = llvm::dyn_cast<llvm::SwitchInst>(&i)) {
                     // switch (req[0]) { case 'g': ... }
                     if (!is_byte_load(sw->getCondition()))
@@ -164,26 +336,64 @@ void find_tokens(Context& cx) {
                 }
             }
         }
-        for (auto& [arm, tok] : arms) {
+        auto dominated = [&](llvm::BasicBlock* arm, auto&& visit) {
             // Only an arm entered from its branch alone implies the match.
             if (!arm->getUniquePredecessor())
-                continue;
-            auto* root = fi->dt->getNode(arm);
+                return;
+            auto* root = fi.dt->getNode(arm);
             if (!root)
-                continue;
+                return;
             std::vector<llvm::DomTreeNode*> work{root};
             while (!work.empty()) {
                 auto* n = work.back();
                 work.pop_back();
-                fi->block_tokens[n->getBlock()].insert(tok);
+                visit(n->getBlock());
                 for (auto* c : n->children())
                     work.push_back(c);
             }
+        };
+        for (auto& [arm, tok] : arms)
+            dominated(arm,
+                      [&, tok = tok](llvm::BasicBlock* bb) { fi.block_tokens[bb].insert(tok); });
+        // The matched entry's handler: tab[i].run(...) in the matching arm
+        // gets that entry's name only.
+        for (auto& [blocks, ts] : table_arms)
+            for (auto* arm : blocks)
+                dominated(arm, [&, ts = &ts](llvm::BasicBlock* bb) {
+                    for (auto& i : *bb) {
+                        auto* cb = llvm::dyn_cast<llvm::CallBase>(&i);
+                        if (!cb || cb->getCalledFunction())
+                            continue;
+                        for (auto& [entry, f] : table_callees(cb, ts->path))
+                            for (auto& [e, str] : ts->strings)
+                                if (e == entry)
+                                    seeds[f].insert(cx.token(str));
+                    }
+                });
+        // A lookup whose non-null result means a match (returns &tab[i]).
+        if (fi.f->getReturnType()->isPointerTy()) {
+            std::set<unsigned> toks;
+            bool ok = true, any = false;
+            for (auto& bb : *fi.f)
+                if (auto* ret = llvm::dyn_cast<llvm::ReturnInst>(bb.getTerminator())) {
+                    any = true;
+                    ok = ok && ret->getReturnValue() &&
+                         nonnull_tokens(ret->getReturnValue(), fi, toks);
+                }
+            if (ok && any)
+                fi.match_tokens = std::move(toks);
         }
-    }
+    };
+    // Callees first, so that a caller sees its lookups' match tokens.
+    auto sccs = call_sccs(cx);
+    for (auto& scc : sccs)
+        for (FnInfo* f : scc)
+            scan(*f);
+    for (auto& [f, toks] : seeds)
+        if (FnInfo* fi = cx.by_fn.lookup(f))
+            fi->fn_tokens.insert(toks.begin(), toks.end());
     // A function gets the tokens of every direct call site that reaches it
     // (union: any of these routes leads here), transitively.
-    auto sccs = call_sccs(cx);
     for (int round = 0; round < 32; round++) {
         bool changed = false;
         for (auto it = sccs.rbegin(); it != sccs.rend(); ++it)

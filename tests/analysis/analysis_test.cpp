@@ -357,3 +357,226 @@ TEST_CASE("a real C++ map's text form reads back") {
         CHECK(back->segments[i].tokens == m.segments[i].tokens);
     }
 }
+
+// Issue 11: shapes of real programs (table-driven routes, state kept
+// through pointers and by library code, whole-program input).
+
+namespace {
+
+using Tokens = std::vector<std::string>;
+
+bool has_call(const Explanation& e, const std::string& callee, const std::string& state) {
+    for (const auto& c : e.external_calls)
+        if (c.callee == callee && c.state.find(state) != std::string::npos)
+            return true;
+    return false;
+}
+
+Explanation explain_in(std::vector<std::string> inputs, const std::string& segment) {
+    AnalyzeOptions o;
+    o.inputs = std::move(inputs);
+    o.explain = segment;
+    auto rep = run(o);
+    REQUIRE(rep.explanation);
+    return *rep.explanation;
+}
+
+} // namespace
+
+TEST_CASE("a route table's per-entry state kept by a library call is a warm lazy initialiser "
+          "with the table's names") {
+    // table_routes.c alone: vm_compile has no bitcode.
+    auto m = run("table_routes").map;
+    const Tokens names{"measure", "mirror", "shout"};
+    // if (r->ref != VM_NOREF) return; r->ref = vm_compile(vm, r->script);
+    // r comes from find_route(), which returns &routes[i] of the entry
+    // whose name matched.
+    const Segment& guard = seg(m, "br:load_route:34");
+    CHECK(guard.lazy_init);
+    CHECK(guard.warmable);
+    CHECK(guard.tokens == names);
+    CHECK(seg(m, "fn:load_route").warmable);
+    CHECK(seg(m, "fn:load_route").tokens == names);
+    // Once per instance: the guarded side runs whenever the guard does.
+    CHECK(guard.weight == doctest::Approx(seg(m, "fn:load_route").weight));
+    // The entry's table compare decides the branch in the loop.
+    CHECK(seg(m, "br:find_route:28").tokens == names);
+    // Its only persistent effect is a call into the library with the VM.
+    CHECK(seg(m, "fn:define").warmable);
+    CHECK(seg(m, "fn:define").tokens == Tokens{"define"});
+    CHECK(run("table_routes").warm_by_external == 1); // define()
+    auto ex = explain_in({bc("table_routes")}, "fn:define");
+    CHECK(ex.effects_without_external == 0);
+    REQUIRE(ex.external_calls.size() == 1);
+    CHECK(ex.external_calls[0].callee == "vm_define");
+    CHECK(ex.external_calls[0].line == 40);
+    CHECK(ex.external_calls[0].state == "memory reachable from global vm");
+    auto exg = explain_in({bc("table_routes")}, "br:load_route:34");
+    CHECK(has_call(exg, "vm_compile", "global vm"));
+    CHECK(exg.effects_without_external == kWritesGlobal); // the store to r->ref
+}
+
+TEST_CASE("guards on fields of persistent memory reached through pointers are lazy "
+          "initialisers; the same guard on a stack struct is not") {
+    auto m = run("field_guard").map;
+    // &caches[k] passed by address: if (c->ready) return;
+    CHECK(seg(m, "br:ensure_halves:31").lazy_init);
+    CHECK(seg(m, "br:ensure_halves:31").warmable);
+    // tables[k] loaded from a constant array of pointers: if (!t->cache)
+    CHECK(seg(m, "br:table_cache:40").lazy_init);
+    CHECK(seg(m, "br:table_cache:40").warmable);
+    CHECK((seg(m, "br:table_cache:40").effects & kStoresHeapPtr) != 0);
+    // A sentinel other than zero: if (e->base != UNSET) return e->base;
+    CHECK(seg(m, "br:counter_base:49").lazy_init);
+    CHECK(seg(m, "br:counter_base:49").warmable);
+    CHECK(seg(m, "fn:counter_base").warmable);
+    // A global's address: total_of(&totals, k) with if (!c->halves).
+    CHECK(seg(m, "br:total_of:72").lazy_init);
+    CHECK(seg(m, "br:total_of:72").warmable);
+    CHECK(seg(m, "br:total_of:72").tokens == Tokens{"s"});
+    // fill_scratch() is only given a struct on scratch()'s stack.
+    CHECK_FALSE(seg(m, "br:fill_scratch:56").lazy_init);
+    CHECK_FALSE(seg(m, "br:fill_scratch:56").warmable);
+    CHECK_FALSE(seg(m, "fn:fill_scratch").warmable);
+    CHECK_FALSE(seg(m, "fn:scratch").warmable);
+    size_t lazy = 0;
+    for (const auto& s : m.segments)
+        lazy += s.lazy_init;
+    CHECK(lazy == 4);
+}
+
+TEST_CASE("an external call given persistent state makes its segment warm, and --explain "
+          "names it") {
+    auto m = run("ext_state").map;
+    // tsearch(strdup(w), &words, compare): the tree lives in the library.
+    CHECK(seg(m, "fn:do_add").warmable);
+    auto add = explain_in({bc("ext_state")}, "fn:do_add");
+    CHECK(add.effects_without_external == 0);
+    REQUIRE(add.external_calls.size() == 1);
+    CHECK(add.external_calls[0].callee == "tsearch");
+    CHECK(add.external_calls[0].file == "ext_state.c");
+    CHECK(add.external_calls[0].line == 19);
+    CHECK(add.external_calls[0].state == "global words");
+    CHECK(format_explanation(add).find("ext_state.c:19: do_add calls tsearch with global words") !=
+          std::string::npos);
+    // tfind only looks: it is on the side-effect-free list.
+    CHECK_FALSE(seg(m, "fn:do_has").warmable);
+    CHECK(explain_in({bc("ext_state")}, "fn:do_has").external_calls.empty());
+    // regcomp(&number_re, ...) behind if (!number): warm, and says so.
+    const Segment& match = seg(m, "br:do_match:28");
+    CHECK(match.lazy_init);
+    CHECK(match.warmable);
+    CHECK(has_call(explain_in({bc("ext_state")}, "br:do_match:28"), "regcomp", "global number_re"));
+    // A segment can be explained by its id too.
+    CHECK(explain_in({bc("ext_state")}, presnap::analysis::hex64(match.id)).segment.name ==
+          match.name);
+}
+
+TEST_CASE("library calls that are all side-effect free do not make a program warm") {
+    // strlen, strcmp, strncmp, strchr, memcmp, strtol, snprintf into a
+    // local buffer, printf, puts, fputs and fprintf to stdout, given
+    // pointers to mutable globals; the program stores to no global.
+    auto m = run("pure_calls").map;
+    for (const auto& s : m.segments) {
+        CHECK_MESSAGE(!s.warmable, s.name);
+        CHECK_MESSAGE(s.effects == 0, s.name);
+    }
+    CHECK(explain_in({bc("pure_calls")}, "fn:describe").external_calls.empty());
+}
+
+TEST_CASE("table-driven dispatch gives each handler its entry's name") {
+    auto m = run("table_dispatch").map;
+    // for (i) if (strcmp(word, commands[i].name) == 0) commands[i].run(arg);
+    CHECK(seg(m, "fn:cmd_square").tokens == Tokens{"square"});
+    CHECK(seg(m, "fn:cmd_note").tokens == Tokens{"note"});
+    CHECK(seg(m, "fn:cmd_help").tokens == Tokens{"help"});
+    CHECK(seg(m, "br:cmd_square:14").lazy_init);
+    CHECK(seg(m, "br:cmd_square:14").warmable);
+    CHECK(seg(m, "br:cmd_square:14").tokens == Tokens{"square"});
+    // The matching arm of the loop has every name of the table.
+    CHECK(seg(m, "br:main:63").tokens == Tokens{"help", "note", "square"});
+    // An array of const char*: the matching index leads to convert().
+    CHECK(seg(m, "fn:convert").tokens == Tokens{"km", "mi"});
+    // The call through the table reaches its entries, a third each, and not
+    // log_error(), which has their type and is address-taken elsewhere.
+    CHECK(seg(m, "fn:log_error").weight == 0);
+    CHECK(seg(m, "fn:cmd_help").weight > 0);
+    CHECK(seg(m, "fn:cmd_help").weight == doctest::Approx(seg(m, "fn:cmd_note").weight));
+    CHECK(seg(m, "fn:cmd_help").count == doctest::Approx(seg(m, "fn:cmd_square").count));
+}
+
+TEST_CASE("handlers of an unordered_map built from constants get their keys as tokens") {
+    auto m = run("handlers_map").map;
+    // {"primes", do_primes} in the map; {"p", do_primes} in the alias
+    // table, found by std::string == a.name in a range-for loop.
+    CHECK(seg(m, "fn:do_primes").tokens == Tokens{"p", "primes"});
+    CHECK(seg(m, "fn:do_greet").tokens == Tokens{"g", "greet"});
+    CHECK(seg(m, "fn:do_echo").tokens == Tokens{"echo"});
+    CHECK(seg(m, "br:run_alias:51").tokens == Tokens{"g", "p"});
+    CHECK(seg(m, "br:do_primes:14").lazy_init);
+    CHECK(seg(m, "br:do_primes:14").warmable);
+    CHECK(seg(m, "br:do_primes:14").tokens == Tokens{"p", "primes"});
+    CHECK(seg(m, "br:do_greet:31").lazy_init);
+    CHECK(seg(m, "br:do_greet:31").warmable);
+    CHECK(seg(m, "br:do_greet:31").tokens == Tokens{"g", "greet"});
+    // Writing to std::cout keeps nothing a snapshot needs.
+    CHECK_FALSE(seg(m, "fn:do_echo").warmable);
+}
+
+TEST_CASE("a lazy field that only a library call sets, found by a lookup that may be skipped") {
+    auto m = run("lib_guard").map;
+    // if (!e->text && asprintf(&e->text, ...) < 0): asprintf is given the
+    // field's address; e = w ? find_entry(w) : NULL, names inline arrays.
+    const Segment& guard = seg(m, "br:describe:25");
+    CHECK(guard.lazy_init);
+    CHECK(guard.warmable);
+    CHECK(guard.tokens == Tokens{"green", "red"});
+    CHECK(seg(m, "fn:describe").tokens == Tokens{"green", "red"});
+    auto ex = explain_in({bc("lib_guard")}, "br:describe:25");
+    REQUIRE(ex.external_calls.size() == 1);
+    CHECK(ex.external_calls[0].callee == "asprintf");
+    CHECK(ex.external_calls[0].state.starts_with("parameter 1 of describe"));
+    CHECK(ex.effects_without_external == 0);
+}
+
+TEST_CASE("name tables inside the C++ library's headers give no route tokens") {
+    // std::regex("[[:alpha:]]+|[[.hyphen.]]"): regex_traits compares the
+    // class and collating names with tables of its own.
+    auto m = run("regex_route").map;
+    for (const auto& s : m.segments)
+        for (const auto& t : s.tokens)
+            CHECK_MESSAGE((t == "find" || t.size() == 1), s.name << " has token " << t);
+    CHECK(seg(m, "fn:do_find").tokens == Tokens{"find"});
+    CHECK(seg(m, "br:do_find:12").lazy_init);
+    CHECK(seg(m, "br:do_find:12").tokens == Tokens{"find"});
+}
+
+TEST_CASE("a program and its library given as two bitcode files are analysed as one module") {
+    AnalyzeOptions o;
+    o.inputs = {bc("table_routes"), bc("minivm")};
+    auto rep = run(o);
+    const auto& m = rep.map;
+    AnalyzeOptions alone;
+    alone.inputs = {bc("table_routes")};
+    CHECK(rep.functions > run(alone).functions);
+    CHECK(rep.warm_by_external == 0); // vm_define's stores are the program's now
+    const Tokens names{"measure", "mirror", "shout"};
+    // The library's code is now segments of the program, reached from the
+    // program's routes: its own lazy initialiser gets the routes' tokens.
+    CHECK(seg(m, "fn:vm_compile").tokens == names);
+    CHECK(seg(m, "fn:vm_compile").warmable);
+    const Segment& optable = seg(m, "br:vm_compile:38");
+    CHECK(optable.lazy_init);
+    CHECK(optable.warmable);
+    CHECK(optable.tokens == names);
+    CHECK(optable.weight > 0);
+    // vm_compile has bitcode now: what it keeps is its own stores.
+    auto ex = explain_in({bc("table_routes"), bc("minivm")}, "br:load_route:34");
+    CHECK_FALSE(has_call(ex, "vm_compile", ""));
+    CHECK(ex.effects_without_external != 0);
+    CHECK(seg(m, "br:load_route:34").lazy_init);
+    CHECK(seg(m, "br:load_route:34").tokens == names);
+    // The program's route to vm_define reaches the library's function.
+    CHECK(seg(m, "fn:vm_define").tokens == Tokens{"define"});
+    CHECK(seg(m, "fn:vm_define").warmable);
+}

@@ -100,7 +100,7 @@ int main(int argc, char** argv) {
     presnap::analysis::AnalyzeOptions o;
     std::string output = "-";
     bool json = false, quiet = false, verbose = false;
-    std::string elf, history, profile;
+    std::string elf, history, profile, explain;
     std::vector<std::string> entries;
 
     CLI::App app{"pea-analyze: LLVM static analysis and execution history into a probability map "
@@ -131,6 +131,10 @@ int main(int argc, char** argv) {
                    "weight of the static estimate, in requests (default: 10)")
         ->type_name("S")
         ->check(CLI::PositiveNumber);
+    app.add_option("--explain", explain,
+                   "print why SEGMENT (a name or id) is warm: the external calls that may keep "
+                   "state, and its other effects; the map goes only to -o")
+        ->type_name("SEGMENT");
     app.add_flag("-q,--quiet", quiet, "print errors only");
     app.add_flag("-v,--verbose", verbose, "print a summary and notes to stderr");
 
@@ -156,6 +160,8 @@ int main(int argc, char** argv) {
         o.history = history;
     if (!profile.empty())
         o.profile = profile;
+    if (!explain.empty())
+        o.explain = explain;
     o.entries = entries;
 
     auto rep = presnap::analysis::analyze(o);
@@ -176,6 +182,11 @@ int main(int argc, char** argv) {
         const auto& m = rep->map;
         note(fmt::format("{} functions, {} segments, evidence {}", rep->functions,
                          m.segments.size(), m.evidence));
+        if (rep->warm_by_external)
+            note(fmt::format("{} {} warm only through calls into code without bitcode "
+                             "(--explain fn:NAME names them)",
+                             rep->warm_by_external,
+                             rep->warm_by_external == 1 ? "function is" : "functions are"));
         if (o.history)
             note(fmt::format("history: {} requests, {} matched by structural id, {} unknown "
                              "segment references",
@@ -187,6 +198,16 @@ int main(int argc, char** argv) {
     if (!quiet)
         for (const auto& n : rep->notes)
             note(n);
+    if (rep->explanation) {
+        std::string text = presnap::analysis::format_explanation(*rep->explanation);
+        if (std::fwrite(text.data(), 1, text.size(), stdout) != text.size() ||
+            std::fflush(stdout) != 0) {
+            error(fmt::format("-: cannot write: {}", std::strerror(errno)));
+            return kExitOutput;
+        }
+        if (output == "-")
+            return kExitOk;
+    }
     std::string text = json ? presnap::analysis::format_pmap_json(rep->map)
                             : presnap::analysis::format_pmap_text(rep->map);
     std::string why;
