@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "presnap/output_file.h"
+#include "presnap/version.h"
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
@@ -107,7 +108,8 @@ int main(int argc, char** argv) {
                  "(presnap-pmap(5))",
                  "pea-analyze"};
     app.set_help_flag("-h,--help", "print this help and exit");
-    app.set_version_flag("--version", "pea-analyze " PRESNAP_VERSION, "print the version and exit");
+    app.set_version_flag("--version", std::string("pea-analyze (presnap) ") + presnap::kVersion,
+                         "print the version and exit");
     app.add_option("INPUT", o.inputs, "LLVM 14 bitcode or textual IR files, linked into one module")
         ->required()
         ->type_name("FILE");
