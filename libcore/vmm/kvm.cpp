@@ -140,6 +140,9 @@ Result<bool> Vcpu::run() {
     if (ioctl(fd_.get(), KVM_RUN, 0) < 0) {
         if (errno == EINTR || errno == EAGAIN)
             return false;
+        if (errno == EFAULT) // KVM could not bring in a page of guest memory
+            return make_error(Errc::kIo, "KVM_RUN: guest memory is no longer backed (was a "
+                                         "snapshot file truncated while in use?)");
         return kvm_error("KVM_RUN");
     }
     return true;

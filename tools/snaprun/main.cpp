@@ -13,9 +13,11 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <fmt/format.h>
 #include <string>
+#include <unistd.h>
 #include <vector>
 
 using namespace presnap;
@@ -65,9 +67,25 @@ void print_stats(const runtime::RunStats& st, const std::vector<runtime::Request
     (void)std::fwrite(line.data(), 1, line.size(), stderr);
 }
 
+// Restored guest memory is mapped from the snapshot files. If one is
+// truncated while in use, touching a page past its new end raises SIGBUS in
+// the host: end with a clear message and snaprun's own status instead of a
+// crash. (The library installs no handler; a server keeps sealed copies.)
+void on_sigbus(int) {
+    static const char msg[] = "snaprun: error: guest memory is no longer backed: a snapshot "
+                              "file was truncated while in use (SIGBUS)\n";
+    (void)!::write(2, msg, sizeof msg - 1);
+    ::_exit(runtime::kExitHostError);
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
+    struct sigaction sa {};
+    sa.sa_handler = on_sigbus;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGBUS, &sa, nullptr);
+
     // Everything after `--cold PROGRAM` belongs to the program.
     int split = argc;
     for (int i = 1; i < argc; i++) {
