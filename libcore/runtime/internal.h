@@ -62,6 +62,11 @@ struct Session::Impl {
     ~Impl();
 
     Status map_memory(uint64_t size);
+    // Back to the state create() leaves: zero memory, no memory slot, no
+    // request history (a pooled Session about to be restored into).
+    Status reset();
+    bool slot_registered = false;
+    bool cpuid_set = false; // KVM refuses a new CPUID once the vCPU has run
     Status create_vcpu();
     uint64_t tsc_hz() const;
     std::string where() const;

@@ -127,6 +127,11 @@ class Session {
     static Result<std::unique_ptr<Session>> create(uint64_t mem_size,
                                                    const SessionOptions& options);
     ~Session();
+    // Makes a used Session like a fresh create(): zero memory, no memory
+    // slot, no requests, same VM and vCPU. A pool restores into it instead
+    // of creating a VM (snapshot::restore_into()).
+    Status reset();
+    uint64_t memory_size() const;
     Session(const Session&) = delete;
     Session& operator=(const Session&) = delete;
 

@@ -51,6 +51,12 @@ Status check_chain(std::span<const SnapshotFile* const> chain);
 Result<std::unique_ptr<runtime::Session>> restore(std::span<const SnapshotFile* const> chain,
                                                   const RestoreOptions& options);
 
+// The same into a Session that already exists (a pooled VM): it is reset,
+// then restored; its memory size must be the chain's. Saves creating the VM
+// and its vCPU.
+Status restore_into(runtime::Session& session, std::span<const SnapshotFile* const> chain,
+                    const RestoreOptions& options);
+
 // ---- Capture ----
 
 // The session, booted cold for a base snapshot: dirty tracking on, and the
@@ -79,7 +85,8 @@ Result<WriteSummary> capture_to_file(runtime::Session& session, const std::strin
 // capture() + serialize_snapshot() + adopt(): a snapshot in memory, no file.
 Result<SnapshotFile> capture_to_memory(runtime::Session& session, const WriteOptions& options = {});
 
-// Writes `image` to memory and parses it back (an image one can restore).
+// Writes `image` to memory and opens it (a snapshot one can restore): a
+// sealed memfd, so that restores map its raw runs as they would a file's.
 Result<SnapshotFile> to_memory(const SnapshotImage& image, const WriteOptions& options = {},
                                WriteSummary* summary = nullptr);
 
