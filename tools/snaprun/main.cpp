@@ -1,7 +1,11 @@
 // snaprun: serve requests from a function running in a presnap KVM guest.
 // A thin main: parse options, boot or restore a Session, run it, report.
 // See snaprun(1).
+#include "presnap/analysis/hash.h"
+#include "presnap/analysis/history.h"
+#include "presnap/analysis/pmap.h"
 #include "presnap/runtime/session.h"
+#include "presnap/runtime/trace.h"
 #include "presnap/size.h"
 #include "presnap/snapshot/session_snapshots.h"
 #include "presnap/version.h"
@@ -12,10 +16,16 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
+#include <fcntl.h>
 #include <fmt/format.h>
+#include <fstream>
+#include <sstream>
 #include <string>
+#include <unistd.h>
 #include <vector>
 
 using namespace presnap;
@@ -32,20 +42,130 @@ double median(std::vector<double> v) {
     return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
 }
 
+// --trace: the requests as they go to the guest, so that a history record
+// can name each one (its hash covers all of it, its stored bytes only the
+// first kHistoryDefaultMaxBytes).
+class RecordingSource final : public runtime::RequestSource {
+  public:
+    explicit RecordingSource(runtime::RequestSource& in) : in_(in) {}
+    Result<Chunk> next(std::span<uint8_t> dst) override {
+        auto c = in_.next(dst);
+        if (!c || c->len == 0)
+            return c;
+        if (!in_request_) {
+            hash_ = analysis::kFnvOffset;
+            len_ = 0;
+            head_.clear();
+            held_newline_ = false;
+        }
+        std::string_view bytes(reinterpret_cast<const char*>(dst.data()), c->len);
+        // The record's request is the line without its newline: hold a
+        // newline back until more bytes show it was not the last.
+        if (held_newline_)
+            add("\n");
+        held_newline_ = c->ends_request && bytes.back() == '\n';
+        add(held_newline_ ? bytes.substr(0, bytes.size() - 1) : bytes);
+        in_request_ = !c->ends_request;
+        return c;
+    }
+    analysis::HistoryRequest record() const {
+        analysis::HistoryRequest r;
+        r.hash = hash_;
+        r.length = len_;
+        r.bytes = head_;
+        return r;
+    }
+
+  private:
+    void add(std::string_view b) {
+        hash_ = analysis::fnv1a64(b, hash_);
+        len_ += b.size();
+        if (head_.size() < analysis::kHistoryDefaultMaxBytes)
+            head_.append(b.substr(0, analysis::kHistoryDefaultMaxBytes - head_.size()));
+    }
+    runtime::RequestSource& in_;
+    bool in_request_ = false, held_newline_ = false;
+    uint64_t hash_ = analysis::kFnvOffset, len_ = 0;
+    std::string head_;
+};
+
+// --trace: the history file, one line per traced request, each written with
+// one write(2) as its request ends, so that a serving instance's history can
+// be read while it grows (docs/formats/history.md).
+struct HistoryWriter {
+    int fd = -1;
+    const analysis::ProbabilityMap* map = nullptr;
+    const RecordingSource* source = nullptr;
+    std::string snapshot; // which snapshot serves ("" for --cold)
+    std::string error_prefix;
+    uint64_t seq = 0;
+    Status write(const std::string& line) {
+        for (size_t done = 0; done < line.size();) {
+            ssize_t n = ::write(fd, line.data() + done, line.size() - done);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n < 0)
+                return make_errno_error(Errc::kIo, errno, "cannot write the trace");
+            done += size_t(n);
+        }
+        return {};
+    }
+    Status request(const runtime::RequestInfo& info, bool finished, bool wrote_stderr,
+                   const std::string& response_head) {
+        if (!info.traced)
+            return {};
+        analysis::HistoryRequest r = source->record();
+        r.seq = seq++;
+        for (uint32_t i : info.segments)
+            r.segments.push_back(map->segments[i].id);
+        r.latency_us = info.us;
+        r.snapshot = snapshot;
+        r.index = info.index;
+        r.response_len = info.response_bytes;
+        r.failed = !finished || wrote_stderr ||
+                   (!error_prefix.empty() && response_head.starts_with(error_prefix));
+        return write(analysis::format_history_request(std::move(r)));
+    }
+};
+
 // Responses to stdout; with --stats, each request's timing kept for the
-// summary (only then: a server's memory must not grow with requests).
+// summary (only then: a server's memory must not grow with requests); with
+// --trace, each traced request's record written to the history.
 class StatsSink final : public runtime::FdResponseSink {
   public:
-    StatsSink(bool keep) : FdResponseSink(1, 2), keep_(keep) {}
+    StatsSink(bool keep, HistoryWriter* history)
+        : FdResponseSink(1, 2), keep_(keep), history_(history) {}
+    Status write(int fd, std::span<const uint8_t> bytes) override {
+        if (history_) {
+            if (fd == 2)
+                wrote_stderr_ = true;
+            else if (head_.size() < 64)
+                head_.append(reinterpret_cast<const char*>(bytes.data()),
+                             std::min<size_t>(bytes.size(), 64 - head_.size()));
+        }
+        return FdResponseSink::write(fd, bytes);
+    }
     Status end_response(const runtime::RequestInfo& info) override {
         if (keep_ && info.index > 0)
             requests.push_back(info);
-        return {};
+        return end(info, true);
     }
+    Status end_unfinished(const runtime::RequestInfo& info) override { return end(info, false); }
     std::vector<runtime::RequestInfo> requests;
 
   private:
+    Status end(const runtime::RequestInfo& info, bool finished) {
+        Status s;
+        if (history_ && info.index > 0)
+            s = history_->request(info, finished, wrote_stderr_, head_);
+        wrote_stderr_ = false;
+        head_.clear();
+        return s;
+    }
     bool keep_;
+    HistoryWriter* history_;
+    bool wrote_stderr_ = false;
+    std::string head_; // the response's first bytes
 };
 
 void print_stats(const runtime::RunStats& st, const std::vector<runtime::RequestInfo>& reqs) {
@@ -121,6 +241,26 @@ int main(int argc, char** argv) {
                  "bring the snapshot's recorded working set into memory before the first request");
     app.add_flag("--verify-data", verify_data,
                  "check every page-data checksum of the snapshot files before restoring");
+    std::string trace_file, map_file, error_prefix = "error";
+    uint64_t trace_every = 1;
+    bool trace_all = false;
+    app.add_option("--trace", trace_file,
+                   "write which segments of the --map each request runs, with its latency, "
+                   "response size and failure, to FILE (presnap-history(5))")
+        ->option_text("FILE");
+    app.add_option("--map", map_file, "the probability map --trace traces (pea-analyze --elf)")
+        ->option_text("PMAP");
+    app.add_option("--trace-every", trace_every,
+                   "trace requests 1, N+1, 2N+1 ... only (default 1: every request)")
+        ->option_text("N")
+        ->check(CLI::Range(uint64_t(1), uint64_t(1) << 62));
+    app.add_flag("--trace-all", trace_all,
+                 "trace every segment of the map that has an address, not only functions, "
+                 "warmable segments and route sites");
+    app.add_option("--error-prefix", error_prefix,
+                   "a traced response starting with TEXT counts as failed (default 'error'; "
+                   "'' for none)")
+        ->option_text("TEXT");
     app.add_flag("--stats", stats, "print start-up and per-request timings to stderr");
     app.add_flag("-q,--quiet", quiet, "do not print warnings");
     app.add_flag("--version", version, "print the version and exit");
@@ -178,6 +318,22 @@ int main(int argc, char** argv) {
     diag.set_quiet(quiet);
     opt.warn = [](const std::string& m) { diag.warning(m); };
 
+    if (trace_file.empty() != map_file.empty()) {
+        diag.error(trace_file.empty() ? "--map is given without --trace"
+                                      : "--trace needs the probability map (--map PMAP)");
+        return runtime::kExitHostError;
+    }
+    for (const char* o : {"--trace-every", "--trace-all", "--error-prefix"})
+        if (trace_file.empty() && app.count(o)) {
+            diag.error(fmt::format("{} has no effect without --trace", o));
+            return runtime::kExitHostError;
+        }
+    if (trace_file == "-") {
+        diag.error("--trace cannot write to standard output: the responses go there");
+        diag.note("name a file, or /dev/stderr");
+        return runtime::kExitHostError;
+    }
+
     if (auto s = vmm::kvm_available(); !s) {
         diag.error(s.error().describe());
         diag.note("snaprun needs read-write access to /dev/kvm");
@@ -211,9 +367,85 @@ int main(int argc, char** argv) {
         diag.error(session.error().describe());
         return runtime::kExitHostError;
     }
-    runtime::FdRequestSource in(0);
-    StatsSink out(stats);
+    runtime::FdRequestSource fd_in(0);
+    RecordingSource recording(fd_in);
+    analysis::ProbabilityMap map;
+    HistoryWriter history;
+    if (!trace_file.empty()) {
+        // The map's addresses are those of one executable: the one booted,
+        // or the one the snapshot was made from (its recorded path).
+        std::string exe = spec.program;
+        if (!files.empty()) {
+            const auto& info = files.front().executable();
+            auto now =
+                info ? snapshot::hash_executable(info->path) : Result<snapshot::ExecutableInfo>{};
+            if (!info || !now || now->content_hash != info->content_hash) {
+                diag.error(fmt::format("{}: cannot find the executable the snapshot was made "
+                                       "from, to check the map's addresses against it{}",
+                                       snapshots.front(),
+                                       info ? fmt::format(" (expected {} with hash {})", info->path,
+                                                          info->content_hash.hex())
+                                            : std::string()));
+                return runtime::kExitHostError;
+            }
+            exe = info->path;
+        }
+        std::ifstream mf(map_file, std::ios::binary);
+        std::stringstream text;
+        text << mf.rdbuf();
+        if (!mf) {
+            diag.error(fmt::format("{}: cannot read the map: {}", map_file, std::strerror(errno)));
+            return runtime::kExitHostError;
+        }
+        auto m = analysis::parse_pmap_text(text.str(), map_file);
+        if (!m) {
+            diag.error(m.error().describe());
+            return runtime::kExitHostError;
+        }
+        map = std::move(*m);
+        auto points = runtime::trace_points(map, exe, trace_all);
+        if (!points) {
+            diag.error(fmt::format("{}: {}", map_file, points.error().describe()));
+            diag.note("the map must come from pea-analyze --elf of this executable");
+            return runtime::kExitHostError;
+        }
+        if (auto s = (*session)->set_trace({std::move(*points), trace_every}); !s) {
+            diag.error(s.error().describe());
+            return runtime::kExitHostError;
+        }
+        history.fd = ::open(trace_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (history.fd < 0) {
+            diag.error(fmt::format("{}: cannot write: {}", trace_file, std::strerror(errno)));
+            return runtime::kExitHostError;
+        }
+        history.map = &map;
+        history.source = &recording;
+        history.snapshot = snapshots.empty() ? "" : snapshots.back();
+        history.error_prefix = error_prefix;
+        analysis::HistoryHeader h;
+        h.program = exe.substr(exe.find_last_of('/') + 1);
+        if (auto hx = snapshot::hash_executable(exe))
+            h.program_hash = hx->content_hash.hex();
+        std::string head = analysis::format_history_header(h);
+        std::vector<uint8_t> declared(map.segments.size());
+        for (const auto& p : (*session)->options().trace.points)
+            if (!std::exchange(declared[p.segment], uint8_t(1)))
+                head += analysis::format_history_segment({map.segments[p.segment].id,
+                                                          map.segments[p.segment].sid,
+                                                          map.segments[p.segment].name});
+        if (auto s = history.write(head); !s) {
+            diag.error(fmt::format("{}: {}", trace_file, s.error().describe()));
+            return runtime::kExitHostError;
+        }
+    }
+    StatsSink out(stats, trace_file.empty() ? nullptr : &history);
+    runtime::RequestSource& in =
+        trace_file.empty() ? static_cast<runtime::RequestSource&>(fd_in) : recording;
     auto outcome = (*session)->run(in, out, runtime::AtEof::kDeliver);
+    if (history.fd >= 0 && ::close(history.fd) != 0) {
+        diag.error(fmt::format("{}: cannot write: {}", trace_file, std::strerror(errno)));
+        return runtime::kExitHostError;
+    }
     if (!outcome) {
         diag.error(outcome.error().describe());
         return runtime::kExitHostError;
