@@ -258,8 +258,8 @@ int main(int argc, char** argv) {
                  "trace every segment of the map that has an address, not only functions, "
                  "warmable segments and route sites");
     app.add_option("--error-prefix", error_prefix,
-                   "a traced response starting with TEXT counts as failed (default 'error'; "
-                   "'' for none)")
+                   "a traced response starting with TEXT counts as failed, '' for none "
+                   "(default error)")
         ->option_text("TEXT");
     app.add_flag("--stats", stats, "print start-up and per-request timings to stderr");
     app.add_flag("-q,--quiet", quiet, "do not print warnings");
