@@ -43,7 +43,7 @@ struct HistoryRequest {
     double latency_us = 0;
     std::string snapshot; // which snapshot served it ("" = cold boot)
     // Optional keys (history.md, "Outcome keys"): written when the writer knows.
-    std::optional<uint64_t> index;        // 1-based number of the request in its session
+    std::optional<uint64_t> index;        // 1-based request number since the cold boot
     std::optional<uint64_t> response_len; // stdout bytes of its response
     std::optional<bool> failed;           // no wait point, stderr output, or an error response
 };
