@@ -14,6 +14,9 @@
 #   from-snapshot      tracing a restored base snapshot: responses equal
 #                      native, the lazy initialisers are seen
 #   bad-options        --trace without --map, a map of another executable
+#   own-int3           the program's own int3 ends it with SIGTRAP, as
+#                      natively, traced or not; its request is recorded as
+#                      failed (REQUESTS ends with a "trap" line)
 source "$(dirname "$0")/lib.sh"
 SNAPRUN=$1 SNAPGEN=$2 PEA=$3 CASE=$4 PROGRAM=$5 REQUESTS=$6
 shift 6
@@ -158,6 +161,34 @@ bad-options)
     "$SNAPRUN" --trace "$work/h.jsonl" --map "$work/far.pmap" --cold "$PROGRAM" </dev/null 2>"$work/err" && fail "foreign map accepted"
     expect_contains "$work/err" "segment fn:nowhere (0123456789abcdef) starts at 0x7f0000000000, outside the executable's code"
     echo "ok: bad options refused"
+    ;;
+own-int3)
+    "$PROGRAM" <"$REQUESTS" >"$work/native.out"
+    native_rc=$?
+    [[ $native_rc == 133 ]] || fail "native exit status $native_rc (expected 133, SIGTRAP)"
+    "$SNAPRUN" --cold "$PROGRAM" <"$REQUESTS" >"$work/plain.out" 2>"$work/plain.err"
+    plain_rc=$?
+    "$SNAPRUN" --trace "$work/h.jsonl" --trace-all --map "$work/map.pmap" --cold "$PROGRAM" \
+        <"$REQUESTS" >"$work/traced.out" 2>"$work/traced.err"
+    traced_rc=$?
+    for m in plain traced; do
+        cmp "$work/native.out" "$work/$m.out" || fail "$m responses differ from the native run"
+        expect_contains "$work/$m.err" "guest breakpoint"
+    done
+    [[ $plain_rc == 133 && $traced_rc == 133 ]] ||
+        fail "exit status $plain_rc untraced, $traced_rc traced (expected 133 as natively)"
+    n=$(grep -c '"request"' "$work/h.jsonl")
+    [[ $n == $(wc -l <"$REQUESTS") ]] || fail "$n records for $(wc -l <"$REQUESTS") requests"
+    grep '"request"' "$work/h.jsonl" | tail -1 >"$work/last"
+    expect_contains "$work/last" '"failed":true'
+    expect_contains "$work/last" '"bytes":"trap"'
+    # It was traced up to the breakpoint: fn:trap ran.
+    trap_id=$(grep ' fn:trap ' "$work/map.pmap" | cut -d' ' -f1)
+    [[ -n "$trap_id" ]] || fail "no fn:trap in the map"
+    expect_contains "$work/last" "\"$trap_id\"]"
+    grep '"request"' "$work/h.jsonl" | head -1 >"$work/first"
+    expect_contains "$work/first" '"failed":false'
+    echo "ok: own int3 gives SIGTRAP (133) natively, untraced and traced; $n records, the last failed"
     ;;
 *) fail "unknown case $CASE" ;;
 esac
