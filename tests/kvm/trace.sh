@@ -14,6 +14,10 @@
 #   from-snapshot      tracing a restored base snapshot: responses equal
 #                      native, the lazy initialisers are seen
 #   bad-options        --trace without --map, a map of another executable
+#   args-rootfs        a program run with arguments and a file tree
+#                      (TRACE_ROOTFS, TRACE_ARGS; e.g. a static-pie, whose
+#                      map addresses are moved by its load bias): responses
+#                      equal native, every request recorded with segments
 #   own-int3           the program's own int3 ends it with SIGTRAP, as
 #                      natively, traced or not; its request is recorded as
 #                      failed (REQUESTS ends with a "trap" line)
@@ -161,6 +165,19 @@ bad-options)
     "$SNAPRUN" --trace "$work/h.jsonl" --map "$work/far.pmap" --cold "$PROGRAM" </dev/null 2>"$work/err" && fail "foreign map accepted"
     expect_contains "$work/err" "segment fn:nowhere (0123456789abcdef) starts at 0x7f0000000000, outside the executable's code"
     echo "ok: bad options refused"
+    ;;
+args-rootfs)
+    read -ra args <<<"${TRACE_ARGS:-}"
+    (cd "$TRACE_ROOTFS" && "$PROGRAM" "${args[@]}" <"$REQUESTS" >"$work/native.out")
+    "$SNAPRUN" --rootfs "$TRACE_ROOTFS" --trace "$work/h.jsonl" --map "$work/map.pmap" \
+        --cold "$PROGRAM" "${args[@]}" <"$REQUESTS" >"$work/traced.out" 2>"$work/traced.err" ||
+        { cat "$work/traced.err" >&2; fail "traced run failed"; }
+    cmp "$work/native.out" "$work/traced.out" || fail "traced responses differ from the native run"
+    n=$(grep -c '"request"' "$work/h.jsonl")
+    [[ $n == $(grep -c '' "$REQUESTS") ]] || fail "$n records for $(grep -c '' "$REQUESTS") requests"
+    ! grep '"request"' "$work/h.jsonl" | grep -q '"segments":\[\]' ||
+        fail "a request of the main loop recorded no segment: the points are not where the code is"
+    echo "ok: $n requests traced, each with segments; responses identical to native"
     ;;
 own-int3)
     "$PROGRAM" <"$REQUESTS" >"$work/native.out"
