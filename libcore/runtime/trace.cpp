@@ -24,6 +24,28 @@ constexpr uint8_t kInt3 = 0xcc;
 // entry.S saves. Zero in a run that never took an exception.
 constexpr uint64_t kExceptionResidue = 8 * 8;
 
+// The guest pages the #BP handler makes the CPU touch besides guest kernel
+// code and data (which every system call touches anyway): the IDT (the gate)
+// and the exception stack (the frame).
+constexpr uint64_t kHandlerPages[] = {PSN_IDT_ADDR, PSN_EXC_STACK_TOP - vmm::kPageSize};
+
+// The address of the leaf page-table entry that maps `gpa`, walking the
+// guest's 4-level tables from `pml4` through the checked accessor.
+Result<uint64_t> leaf_pte(const vmm::GuestMemory& mem, uint64_t pml4, uint64_t gpa) {
+    constexpr uint64_t kPresent = 1, kLarge = 1u << 7, kAddr = 0x000ffffffffff000ull;
+    uint64_t table = pml4;
+    for (int level = 3; level >= 1; level--) {
+        auto e = mem.read_obj<uint64_t>(table + ((gpa >> (12 + 9 * level)) & 511) * 8);
+        if (!e)
+            return std::unexpected(e.error());
+        if (!(*e & kPresent) || (*e & kLarge))
+            return make_error(Errc::kInternal, "guest page 0x{:x} is not mapped by a 4 KiB page",
+                              gpa);
+        table = *e & kAddr;
+    }
+    return table + ((gpa >> 12) & 511) * 8;
+}
+
 } // namespace
 
 Result<std::vector<TracePoint>> trace_points(const analysis::ProbabilityMap& map,
@@ -85,9 +107,19 @@ Tracer::Tracer(const TraceOptions& options) : every_(options.every) {
     seen_.assign(pts.empty() ? 0 : size_t(max_seg) + 1, 0);
 }
 
-Status Tracer::arm(vmm::GuestMemory& mem) {
+Status Tracer::arm(vmm::GuestMemory& mem, uint64_t page_tables) {
     hits_.clear();
     fault_gpa_ = 0;
+    ptes_.clear();
+    for (uint64_t page : kHandlerPages) {
+        auto at = leaf_pte(mem, page_tables, page);
+        if (!at)
+            return std::unexpected(at.error());
+        auto v = mem.read_obj<uint64_t>(*at);
+        if (!v)
+            return std::unexpected(v.error());
+        ptes_.push_back({*at, *v});
+    }
     // Written through span(), not span_for_write(): the host dirty bitmap
     // exists so that captures see host writes, and these are all undone at
     // the wait point, before any capture can happen. Marking them would put
@@ -143,6 +175,12 @@ Result<std::vector<uint32_t>> Tracer::disarm(vmm::GuestMemory& mem) {
         uint8_t stack[kExceptionResidue] = {};
         if (auto s = mem.write(PSN_EXC_STACK_TOP - kExceptionResidue, stack); !s)
             return std::unexpected(s.error());
+        // The handler's pages were untouched before arm() unless their bits
+        // say so; an untraced run never touches them (other exceptions end
+        // the run), so their entries go back to what they were.
+        for (const auto& p : ptes_)
+            if (auto s = mem.write_obj(p.gpa, p.value); !s)
+                return std::unexpected(s.error());
         fault_gpa_ = 0;
     }
     for (uint32_t seg : hits_)
@@ -173,7 +211,7 @@ Status Session::set_trace(const TraceOptions& trace) {
 Status Session::Impl::trace_request_start() {
     if (!tracer || !tracer->sampled(request_no - traced_base))
         return {};
-    return tracer->arm(mem);
+    return tracer->arm(mem, layout.page_tables);
 }
 
 Status Session::Impl::trace_request_end() {

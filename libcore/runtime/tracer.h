@@ -19,7 +19,9 @@ class Tracer {
     bool armed() const { return armed_; }
 
     // Writes an int3 over every point's first byte, keeping the original.
-    Status arm(vmm::GuestMemory& mem);
+    // `page_tables`: the guest's PML4 (its page-table entries for the pages
+    // the breakpoint handler touches are put back at disarm()).
+    Status arm(vmm::GuestMemory& mem, uint64_t page_tables);
     // A #BP at `addr` (the int3's own address), reported by the FAULT
     // hypercall at `fault_gpa`. When the int3 is one of ours: puts the
     // original byte back, records its segments, tells the guest to continue
@@ -44,6 +46,13 @@ class Tracer {
     uint64_t every_ = 1;
     bool armed_ = false;
     uint64_t fault_gpa_ = 0; // set when a hit was resumed this request
+    // The leaf page-table entries of the IDT and exception stack pages, and
+    // their values at arm(): the handler's accesses set their accessed and
+    // dirty bits, which an untraced run never does.
+    struct SavedPte {
+        uint64_t gpa = 0, value = 0;
+    };
+    std::vector<SavedPte> ptes_;
 };
 
 } // namespace presnap::runtime

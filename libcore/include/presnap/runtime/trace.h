@@ -9,9 +9,11 @@
 // and resumes the program at the same instruction (guest_abi.h, psn_hc_fault).
 // Each point therefore costs one exit the first time a request reaches it, and
 // nothing after that within the request: the order of hits is the first-hit
-// order. At the wait point every byte still armed is put back, before the
-// sink hears of the response: between requests, and so in every capture, the
-// program's code is exactly the executable's.
+// order. At the wait point every byte still armed is put back, and what the
+// breakpoint handler left (its fault record and frame, the accessed and dirty
+// bits of the pages it touched) is undone, before the sink hears of the
+// response: between requests, and so in every capture, guest memory is what
+// it would be without tracing.
 //
 // KVM_SET_GUEST_DEBUG (KVM_GUESTDBG_USE_SW_BP) would avoid the guest's IDT,
 // but the PVM KVM of the build machines accepts it and still delivers int3 to
