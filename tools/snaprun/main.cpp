@@ -1,9 +1,8 @@
 // snaprun: serve requests from a function running in a presnap KVM guest.
 // A thin main: parse options, boot or restore a Session, run it, report.
 // See snaprun(1).
-#include "presnap/analysis/hash.h"
-#include "presnap/analysis/history.h"
 #include "presnap/analysis/pmap.h"
+#include "presnap/runtime/history_recorder.h"
 #include "presnap/runtime/session.h"
 #include "presnap/runtime/trace.h"
 #include "presnap/size.h"
@@ -23,6 +22,7 @@
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <unistd.h>
@@ -42,131 +42,35 @@ double median(std::vector<double> v) {
     return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
 }
 
-// --trace: the requests as they go to the guest, so that a history record
-// can name each one (its hash covers all of it, its stored bytes only the
-// first kHistoryDefaultMaxBytes).
-class RecordingSource final : public runtime::RequestSource {
-  public:
-    explicit RecordingSource(runtime::RequestSource& in) : in_(in) {}
-    Result<Chunk> next(std::span<uint8_t> dst) override {
-        auto c = in_.next(dst);
-        if (!c || c->len == 0)
-            return c;
-        if (!in_request_) {
-            hash_ = analysis::kFnvOffset;
-            len_ = 0;
-            head_.clear();
-            held_newline_ = false;
-        }
-        std::string_view bytes(reinterpret_cast<const char*>(dst.data()), c->len);
-        // The record's request is the line without its newline: hold a
-        // newline back until more bytes show it was not the last.
-        if (held_newline_)
-            add("\n");
-        held_newline_ = c->ends_request && bytes.back() == '\n';
-        add(held_newline_ ? bytes.substr(0, bytes.size() - 1) : bytes);
-        in_request_ = !c->ends_request;
-        return c;
-    }
-    analysis::HistoryRequest record() const {
-        analysis::HistoryRequest r;
-        r.hash = hash_;
-        r.length = len_;
-        r.bytes = head_;
-        return r;
-    }
-
-  private:
-    void add(std::string_view b) {
-        hash_ = analysis::fnv1a64(b, hash_);
-        len_ += b.size();
-        if (head_.size() < analysis::kHistoryDefaultMaxBytes)
-            head_.append(b.substr(0, analysis::kHistoryDefaultMaxBytes - head_.size()));
-    }
-    runtime::RequestSource& in_;
-    bool in_request_ = false, held_newline_ = false;
-    uint64_t hash_ = analysis::kFnvOffset, len_ = 0;
-    std::string head_;
-};
-
-// --trace: the history file, one line per traced request, each written with
-// one write(2) as its request ends, so that a serving instance's history can
-// be read while it grows (docs/formats/history.md).
-struct HistoryWriter {
-    int fd = -1;
-    const analysis::ProbabilityMap* map = nullptr;
-    const RecordingSource* source = nullptr;
-    std::string snapshot; // which snapshot serves ("" for --cold)
-    std::string error_prefix;
-    uint64_t seq = 0;
-    Status write(const std::string& line) {
-        for (size_t done = 0; done < line.size();) {
-            ssize_t n = ::write(fd, line.data() + done, line.size() - done);
-            if (n < 0 && errno == EINTR)
-                continue;
-            if (n < 0)
-                return make_errno_error(Errc::kIo, errno, "cannot write the trace");
-            done += size_t(n);
-        }
-        return {};
-    }
-    Status request(const runtime::RequestInfo& info, bool finished, bool wrote_stderr,
-                   const std::string& response_head) {
-        if (!info.traced)
-            return {};
-        analysis::HistoryRequest r = source->record();
-        r.seq = seq++;
-        for (uint32_t i : info.segments)
-            r.segments.push_back(map->segments[i].id);
-        r.latency_us = info.us;
-        r.snapshot = snapshot;
-        r.index = info.index;
-        r.response_len = info.response_bytes;
-        r.failed = !finished || wrote_stderr ||
-                   (!error_prefix.empty() && response_head.starts_with(error_prefix));
-        return write(analysis::format_history_request(std::move(r)));
-    }
-};
-
 // Responses to stdout; with --stats, each request's timing kept for the
-// summary (only then: a server's memory must not grow with requests); with
-// --trace, each traced request's record written to the history.
+// summary (only then: a server's memory must not grow with requests).
 class StatsSink final : public runtime::FdResponseSink {
   public:
-    StatsSink(bool keep, HistoryWriter* history)
-        : FdResponseSink(1, 2), keep_(keep), history_(history) {}
-    Status write(int fd, std::span<const uint8_t> bytes) override {
-        if (history_) {
-            if (fd == 2)
-                wrote_stderr_ = true;
-            else if (head_.size() < 64)
-                head_.append(reinterpret_cast<const char*>(bytes.data()),
-                             std::min<size_t>(bytes.size(), 64 - head_.size()));
-        }
-        return FdResponseSink::write(fd, bytes);
-    }
+    StatsSink(bool keep) : FdResponseSink(1, 2), keep_(keep) {}
     Status end_response(const runtime::RequestInfo& info) override {
         if (keep_ && info.index > 0)
             requests.push_back(info);
-        return end(info, true);
+        return {};
     }
-    Status end_unfinished(const runtime::RequestInfo& info) override { return end(info, false); }
     std::vector<runtime::RequestInfo> requests;
 
   private:
-    Status end(const runtime::RequestInfo& info, bool finished) {
-        Status s;
-        if (history_ && info.index > 0)
-            s = history_->request(info, finished, wrote_stderr_, head_);
-        wrote_stderr_ = false;
-        head_.clear();
-        return s;
-    }
     bool keep_;
-    HistoryWriter* history_;
-    bool wrote_stderr_ = false;
-    std::string head_; // the response's first bytes
 };
+
+// --trace: appends whole lines to the history file, one write(2) each, so
+// that a serving instance's history can be read while it grows.
+Status write_line(int fd, const std::string& line) {
+    for (size_t done = 0; done < line.size();) {
+        ssize_t n = ::write(fd, line.data() + done, line.size() - done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return make_errno_error(Errc::kIo, errno, "cannot write");
+        done += size_t(n);
+    }
+    return {};
+}
 
 void print_stats(const runtime::RunStats& st, const std::vector<runtime::RequestInfo>& reqs) {
     std::vector<double> us;
@@ -367,10 +271,11 @@ int main(int argc, char** argv) {
         diag.error(session.error().describe());
         return runtime::kExitHostError;
     }
-    runtime::FdRequestSource fd_in(0);
-    RecordingSource recording(fd_in);
+    runtime::FdRequestSource in(0);
+    StatsSink out(stats);
     analysis::ProbabilityMap map;
-    HistoryWriter history;
+    int history_fd = -1;
+    std::optional<runtime::HistoryRecorder> history;
     if (!trace_file.empty()) {
         // The map's addresses are those of one executable: the one booted,
         // or the one the snapshot was made from (its recorded path).
@@ -409,40 +314,34 @@ int main(int argc, char** argv) {
             diag.note("the map must come from pea-analyze --elf of this executable");
             return runtime::kExitHostError;
         }
-        if (auto s = (*session)->set_trace({std::move(*points), trace_every}); !s) {
-            diag.error(s.error().describe());
-            return runtime::kExitHostError;
-        }
-        history.fd = ::open(trace_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-        if (history.fd < 0) {
-            diag.error(fmt::format("{}: cannot write: {}", trace_file, std::strerror(errno)));
-            return runtime::kExitHostError;
-        }
-        history.map = &map;
-        history.source = &recording;
-        history.snapshot = snapshots.empty() ? "" : snapshots.back();
-        history.error_prefix = error_prefix;
         analysis::HistoryHeader h;
         h.program = exe.substr(exe.find_last_of('/') + 1);
         if (auto hx = snapshot::hash_executable(exe))
             h.program_hash = hx->content_hash.hex();
-        std::string head = analysis::format_history_header(h);
-        std::vector<uint8_t> declared(map.segments.size());
-        for (const auto& p : (*session)->options().trace.points)
-            if (!std::exchange(declared[p.segment], uint8_t(1)))
-                head += analysis::format_history_segment({map.segments[p.segment].id,
-                                                          map.segments[p.segment].sid,
-                                                          map.segments[p.segment].name});
-        if (auto s = history.write(head); !s) {
-            diag.error(fmt::format("{}: {}", trace_file, s.error().describe()));
+        std::string preamble = runtime::HistoryRecorder::preamble(h, map, *points);
+        if (auto s = (*session)->set_trace({std::move(*points), trace_every}); !s) {
+            diag.error(s.error().describe());
             return runtime::kExitHostError;
         }
+        history_fd = ::open(trace_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (history_fd < 0 || !write_line(history_fd, preamble)) {
+            diag.error(fmt::format("{}: cannot write: {}", trace_file, std::strerror(errno)));
+            return runtime::kExitHostError;
+        }
+        runtime::HistoryRecorderOptions ho;
+        ho.map = &map;
+        ho.snapshot = snapshots.empty() ? "" : snapshots.back();
+        ho.error_prefix = error_prefix;
+        history.emplace(in, out, std::move(ho), [&](const std::string& line) -> Status {
+            if (auto s = write_line(history_fd, line); !s)
+                return std::unexpected(s.error().with_context(trace_file));
+            return {};
+        });
     }
-    StatsSink out(stats, trace_file.empty() ? nullptr : &history);
-    runtime::RequestSource& in =
-        trace_file.empty() ? static_cast<runtime::RequestSource&>(fd_in) : recording;
-    auto outcome = (*session)->run(in, out, runtime::AtEof::kDeliver);
-    if (history.fd >= 0 && ::close(history.fd) != 0) {
+    auto outcome =
+        history ? (*session)->run(history->source(), history->sink(), runtime::AtEof::kDeliver)
+                : (*session)->run(in, out, runtime::AtEof::kDeliver);
+    if (history_fd >= 0 && ::close(history_fd) != 0) {
         diag.error(fmt::format("{}: cannot write: {}", trace_file, std::strerror(errno)));
         return runtime::kExitHostError;
     }
