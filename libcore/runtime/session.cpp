@@ -131,6 +131,7 @@ void Session::Impl::flush_guest_stdout() {
 
 RunOutcome Session::Impl::outcome(RunOutcome::Kind k, std::string msg) {
     watchdog->disarm();
+    end_unfinished_request();
     finished = true;
     RunOutcome o;
     o.kind = k;

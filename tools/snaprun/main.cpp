@@ -1,7 +1,10 @@
 // snaprun: serve requests from a function running in a presnap KVM guest.
 // A thin main: parse options, boot or restore a Session, run it, report.
 // See snaprun(1).
+#include "presnap/analysis/pmap.h"
+#include "presnap/runtime/history_recorder.h"
 #include "presnap/runtime/session.h"
+#include "presnap/runtime/trace.h"
 #include "presnap/size.h"
 #include "presnap/snapshot/session_snapshots.h"
 #include "presnap/version.h"
@@ -12,10 +15,16 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <cstring>
+#include <fcntl.h>
 #include <fmt/format.h>
+#include <fstream>
+#include <optional>
+#include <sstream>
 #include <string>
 #include <unistd.h>
 #include <vector>
@@ -49,6 +58,20 @@ class StatsSink final : public runtime::FdResponseSink {
   private:
     bool keep_;
 };
+
+// --trace: appends whole lines to the history file, one write(2) each, so
+// that a serving instance's history can be read while it grows.
+Status write_line(int fd, const std::string& line) {
+    for (size_t done = 0; done < line.size();) {
+        ssize_t n = ::write(fd, line.data() + done, line.size() - done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return make_errno_error(Errc::kIo, errno, "cannot write");
+        done += size_t(n);
+    }
+    return {};
+}
 
 void print_stats(const runtime::RunStats& st, const std::vector<runtime::RequestInfo>& reqs) {
     std::vector<double> us;
@@ -142,6 +165,26 @@ int main(int argc, char** argv) {
                  "check the page data run by run (naming a damaged page) instead of in one pass");
     app.add_flag("--no-verify-data", no_verify_data,
                  "do not check the page data (files verified before, e.g. by snapinfo)");
+    std::string trace_file, map_file, error_prefix = "error";
+    uint64_t trace_every = 1;
+    bool trace_all = false;
+    app.add_option("--trace", trace_file,
+                   "write which segments of the --map each request runs, with its latency, "
+                   "response size and failure, to FILE (presnap-history(5))")
+        ->option_text("FILE");
+    app.add_option("--map", map_file, "the probability map --trace traces (pea-analyze --elf)")
+        ->option_text("PMAP");
+    app.add_option("--trace-every", trace_every,
+                   "trace requests 1, N+1, 2N+1 ... only (default 1: every request)")
+        ->option_text("N")
+        ->check(CLI::Range(uint64_t(1), uint64_t(1) << 62));
+    app.add_flag("--trace-all", trace_all,
+                 "trace every segment of the map that has an address, not only functions, "
+                 "warmable segments and route sites");
+    app.add_option("--error-prefix", error_prefix,
+                   "a traced response starting with TEXT counts as failed, '' for none "
+                   "(default error)")
+        ->option_text("TEXT");
     app.add_flag("--stats", stats, "print start-up and per-request timings to stderr");
     app.add_flag("-q,--quiet", quiet, "do not print warnings");
     app.add_flag("--version", version, "print the version and exit");
@@ -203,6 +246,22 @@ int main(int argc, char** argv) {
     diag.set_quiet(quiet);
     opt.warn = [](const std::string& m) { diag.warning(m); };
 
+    if (trace_file.empty() != map_file.empty()) {
+        diag.error(trace_file.empty() ? "--map is given without --trace"
+                                      : "--trace needs the probability map (--map PMAP)");
+        return runtime::kExitHostError;
+    }
+    for (const char* o : {"--trace-every", "--trace-all", "--error-prefix"})
+        if (trace_file.empty() && app.count(o)) {
+            diag.error(fmt::format("{} has no effect without --trace", o));
+            return runtime::kExitHostError;
+        }
+    if (trace_file == "-") {
+        diag.error("--trace cannot write to standard output: the responses go there");
+        diag.note("name a file, or /dev/stderr");
+        return runtime::kExitHostError;
+    }
+
     if (auto s = vmm::kvm_available(); !s) {
         diag.error(s.error().describe());
         diag.note("snaprun needs read-write access to /dev/kvm");
@@ -241,7 +300,78 @@ int main(int argc, char** argv) {
     }
     runtime::FdRequestSource in(0);
     StatsSink out(stats);
-    auto outcome = (*session)->run(in, out, runtime::AtEof::kDeliver);
+    analysis::ProbabilityMap map;
+    int history_fd = -1;
+    std::optional<runtime::HistoryRecorder> history;
+    if (!trace_file.empty()) {
+        // The map's addresses are those of one executable: the one booted,
+        // or the one the snapshot was made from (its recorded path).
+        std::string exe = spec.program;
+        if (!files.empty()) {
+            const auto& info = files.front().executable();
+            auto now =
+                info ? snapshot::hash_executable(info->path) : Result<snapshot::ExecutableInfo>{};
+            if (!info || !now || now->content_hash != info->content_hash) {
+                diag.error(fmt::format("{}: cannot find the executable the snapshot was made "
+                                       "from, to check the map's addresses against it{}",
+                                       snapshots.front(),
+                                       info ? fmt::format(" (expected {} with hash {})", info->path,
+                                                          info->content_hash.hex())
+                                            : std::string()));
+                return runtime::kExitHostError;
+            }
+            exe = info->path;
+        }
+        std::ifstream mf(map_file, std::ios::binary);
+        std::stringstream text;
+        text << mf.rdbuf();
+        if (!mf) {
+            diag.error(fmt::format("{}: cannot read the map: {}", map_file, std::strerror(errno)));
+            return runtime::kExitHostError;
+        }
+        auto m = analysis::parse_pmap_text(text.str(), map_file);
+        if (!m) {
+            diag.error(m.error().describe());
+            return runtime::kExitHostError;
+        }
+        map = std::move(*m);
+        auto points = runtime::trace_points(map, exe, trace_all);
+        if (!points) {
+            diag.error(fmt::format("{}: {}", map_file, points.error().describe()));
+            diag.note("the map must come from pea-analyze --elf of this executable");
+            return runtime::kExitHostError;
+        }
+        analysis::HistoryHeader h;
+        h.program = exe.substr(exe.find_last_of('/') + 1);
+        if (auto hx = snapshot::hash_executable(exe))
+            h.program_hash = hx->content_hash.hex();
+        std::string preamble = runtime::HistoryRecorder::preamble(h, map, *points);
+        if (auto s = (*session)->set_trace({std::move(*points), trace_every}); !s) {
+            diag.error(s.error().describe());
+            return runtime::kExitHostError;
+        }
+        history_fd = ::open(trace_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (history_fd < 0 || !write_line(history_fd, preamble)) {
+            diag.error(fmt::format("{}: cannot write: {}", trace_file, std::strerror(errno)));
+            return runtime::kExitHostError;
+        }
+        runtime::HistoryRecorderOptions ho;
+        ho.map = &map;
+        ho.snapshot = snapshots.empty() ? "" : snapshots.back();
+        ho.error_prefix = error_prefix;
+        history.emplace(in, out, std::move(ho), [&](const std::string& line) -> Status {
+            if (auto s = write_line(history_fd, line); !s)
+                return std::unexpected(s.error().with_context(trace_file));
+            return {};
+        });
+    }
+    auto outcome =
+        history ? (*session)->run(history->source(), history->sink(), runtime::AtEof::kDeliver)
+                : (*session)->run(in, out, runtime::AtEof::kDeliver);
+    if (history_fd >= 0 && ::close(history_fd) != 0) {
+        diag.error(fmt::format("{}: cannot write: {}", trace_file, std::strerror(errno)));
+        return runtime::kExitHostError;
+    }
     if (!outcome) {
         diag.error(outcome.error().describe());
         return runtime::kExitHostError;
