@@ -2,6 +2,11 @@
 #include "presnap/runtime/history_recorder.h"
 
 #include "presnap/analysis/hash.h"
+#include "presnap/snapshot/image.h"
+
+#include <cerrno>
+#include <fstream>
+#include <sstream>
 
 #include <algorithm>
 
@@ -18,6 +23,35 @@ HistoryRecorder::HistoryRecorder(RequestSource& in, ResponseSink& out,
                                  HistoryRecorderOptions options,
                                  std::function<Status(const std::string&)> emit)
     : opt_(std::move(options)), emit_(std::move(emit)), source_(in), sink_(*this, out) {}
+
+Result<TracePlan> plan_trace(const std::string& map_path, const std::string& executable, bool all) {
+    std::ifstream in(map_path, std::ios::binary);
+    std::stringstream text;
+    text << in.rdbuf();
+    if (!in)
+        return std::unexpected(make_errno_error(Errc::kIo, errno, "cannot read the map")
+                                   .error()
+                                   .with_context(map_path));
+    auto map = analysis::parse_pmap_text(text.str(), map_path);
+    if (!map)
+        return std::unexpected(map.error());
+    TracePlan plan;
+    plan.map = std::move(*map);
+    auto points = trace_points(plan.map, executable, all);
+    if (!points)
+        return std::unexpected(Error{points.error().code,
+                                     points.error().describe() +
+                                         " (the map must come from pea-analyze --elf of this "
+                                         "executable)",
+                                     map_path});
+    plan.points = std::move(*points);
+    analysis::HistoryHeader h;
+    h.program = executable.substr(executable.find_last_of('/') + 1);
+    if (auto hx = snapshot::hash_executable(executable))
+        h.program_hash = hx->content_hash.hex();
+    plan.preamble = HistoryRecorder::preamble(h, plan.map, plan.points);
+    return plan;
+}
 
 std::string HistoryRecorder::preamble(const analysis::HistoryHeader& header,
                                       const analysis::ProbabilityMap& map,

@@ -65,6 +65,19 @@ std::vector<PageRange> to_ranges(std::span<const uint64_t> pages) {
     return out;
 }
 
+Result<std::string> recorded_executable(const SnapshotFile& f) {
+    const auto& info = f.executable();
+    if (!info)
+        return make_error(Errc::kInvalidArgument, "{}: records no executable", f.path());
+    auto now = hash_executable(info->path);
+    if (!now || now->content_hash != info->content_hash)
+        return make_error(Errc::kInvalidArgument,
+                          "{}: the executable it was made from is not at {} any more (expected "
+                          "content hash {})",
+                          f.path(), info->path, info->content_hash.hex());
+    return info->path;
+}
+
 Status check_chain(std::span<const SnapshotFile* const> chain) {
     if (chain.empty())
         return make_error(Errc::kInvalidArgument, "no snapshot to restore");

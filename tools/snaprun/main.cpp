@@ -300,63 +300,34 @@ int main(int argc, char** argv) {
     }
     runtime::FdRequestSource in(0);
     StatsSink out(stats);
-    analysis::ProbabilityMap map;
     int history_fd = -1;
+    std::optional<runtime::TracePlan> plan;
     std::optional<runtime::HistoryRecorder> history;
     if (!trace_file.empty()) {
         // The map's addresses are those of one executable: the one booted,
-        // or the one the snapshot was made from (its recorded path).
-        std::string exe = spec.program;
-        if (!files.empty()) {
-            const auto& info = files.front().executable();
-            auto now =
-                info ? snapshot::hash_executable(info->path) : Result<snapshot::ExecutableInfo>{};
-            if (!info || !now || now->content_hash != info->content_hash) {
-                diag.error(fmt::format("{}: cannot find the executable the snapshot was made "
-                                       "from, to check the map's addresses against it{}",
-                                       snapshots.front(),
-                                       info ? fmt::format(" (expected {} with hash {})", info->path,
-                                                          info->content_hash.hex())
-                                            : std::string()));
-                return runtime::kExitHostError;
-            }
-            exe = info->path;
-        }
-        std::ifstream mf(map_file, std::ios::binary);
-        std::stringstream text;
-        text << mf.rdbuf();
-        if (!mf) {
-            diag.error(fmt::format("{}: cannot read the map: {}", map_file, std::strerror(errno)));
+        // or the one the snapshot was made from.
+        auto exe = files.empty() ? Result<std::string>(spec.program)
+                                 : snapshot::recorded_executable(files.front());
+        if (exe)
+            if (auto p = runtime::plan_trace(map_file, *exe, trace_all))
+                plan = std::move(*p);
+            else
+                exe = std::unexpected(p.error());
+        if (!exe) {
+            diag.error(exe.error().describe());
             return runtime::kExitHostError;
         }
-        auto m = analysis::parse_pmap_text(text.str(), map_file);
-        if (!m) {
-            diag.error(m.error().describe());
-            return runtime::kExitHostError;
-        }
-        map = std::move(*m);
-        auto points = runtime::trace_points(map, exe, trace_all);
-        if (!points) {
-            diag.error(fmt::format("{}: {}", map_file, points.error().describe()));
-            diag.note("the map must come from pea-analyze --elf of this executable");
-            return runtime::kExitHostError;
-        }
-        analysis::HistoryHeader h;
-        h.program = exe.substr(exe.find_last_of('/') + 1);
-        if (auto hx = snapshot::hash_executable(exe))
-            h.program_hash = hx->content_hash.hex();
-        std::string preamble = runtime::HistoryRecorder::preamble(h, map, *points);
-        if (auto s = (*session)->set_trace({std::move(*points), trace_every}); !s) {
+        if (auto s = (*session)->set_trace({plan->points, trace_every}); !s) {
             diag.error(s.error().describe());
             return runtime::kExitHostError;
         }
         history_fd = ::open(trace_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-        if (history_fd < 0 || !write_line(history_fd, preamble)) {
+        if (history_fd < 0 || !write_line(history_fd, plan->preamble)) {
             diag.error(fmt::format("{}: cannot write: {}", trace_file, std::strerror(errno)));
             return runtime::kExitHostError;
         }
         runtime::HistoryRecorderOptions ho;
-        ho.map = &map;
+        ho.map = &plan->map;
         ho.snapshot = snapshots.empty() ? "" : snapshots.back();
         ho.error_prefix = error_prefix;
         history.emplace(in, out, std::move(ho), [&](const std::string& line) -> Status {

@@ -19,6 +19,17 @@
 
 namespace presnap::runtime {
 
+// What a traced run needs before it starts: the probability map read from
+// `map_path`, its trace points in `executable` (the one booted, or the one a
+// snapshot was made from) and the history's first lines.
+struct TracePlan {
+    analysis::ProbabilityMap map;
+    std::vector<TracePoint> points;
+    std::string preamble;
+};
+Result<TracePlan> plan_trace(const std::string& map_path, const std::string& executable,
+                             bool all);
+
 struct HistoryRecorderOptions {
     // The map the trace points came from: RequestInfo::segments index it.
     const analysis::ProbabilityMap* map = nullptr;

@@ -25,6 +25,10 @@
 
 namespace presnap::snapshot {
 
+// The executable a snapshot was made from, as recorded in it, if it is still
+// at that path with the same content (tracing needs its symbols' addresses).
+Result<std::string> recorded_executable(const SnapshotFile& snapshot);
+
 // ---- Restore ----
 
 struct RestoreOptions {
