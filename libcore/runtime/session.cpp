@@ -75,6 +75,12 @@ Status Session::Impl::reset() {
     minflt_at_request_start = 0;
     reported.reset();
     oom_warned = false;
+    // A run that ended inside a traced request leaves breakpoints counted as
+    // armed over memory that is gone: start the tracer afresh.
+    tracer.reset();
+    if (!opt.trace.points.empty())
+        tracer.emplace(opt.trace);
+    traced_base = 0;
     return {};
 }
 
