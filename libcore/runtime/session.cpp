@@ -358,6 +358,8 @@ Result<RunOutcome> Session::run(RequestSource& in, ResponseSink& out, AtEof at_e
         auto r = vc.regs();
         return r ? r->rip : 0;
     };
+    if (m.stats.setup_us == 0)
+        m.stats.setup_us = double(clock_ns(CLOCK_MONOTONIC) - m.start_ns) / 1e3;
     if (m.pending_input_gpa) { // at a wait point: answer the INPUT the vCPU waits in
         uint64_t gpa = std::exchange(m.pending_input_gpa, 0);
         if (m.stats.startup_us == 0)
@@ -369,7 +371,6 @@ Result<RunOutcome> Session::run(RequestSource& in, ResponseSink& out, AtEof at_e
             return **r;
     } else {
         m.watchdog->arm(m.opt.limits.timeout_s); // start-up
-        m.stats.setup_us = double(clock_ns(CLOCK_MONOTONIC) - m.start_ns) / 1e3;
     }
 
     for (;;) {

@@ -84,9 +84,10 @@ void print_stats(const runtime::RunStats& st, const std::vector<runtime::Request
         kTool, st.setup_us, st.first_exit_us, st.startup_us, st.requests, st.first_request_us,
         median(us), st.max_request_exits, st.exits, st.restore_us, st.vm_create_us,
         st.prefetched_pages, st.first_request_faults);
-    for (const auto& r : reqs)
-        line += fmt::format("{}: stats: request {} us={:.1f} exits={}\n", kTool, r.index, r.us,
-                            r.exits);
+    // Numbered per run, from 1, like snaprun's messages.
+    for (size_t i = 0; i < reqs.size(); i++)
+        line += fmt::format("{}: stats: request {} us={:.1f} exits={}\n", kTool, i + 1,
+                            reqs[i].us, reqs[i].exits);
     (void)std::fwrite(line.data(), 1, line.size(), stderr);
 }
 
