@@ -78,6 +78,13 @@ Result<std::string> recorded_executable(const SnapshotFile& f) {
     return info->path;
 }
 
+std::vector<const SnapshotFile*> links_of(const std::vector<SnapshotFile>& files) {
+    std::vector<const SnapshotFile*> links;
+    for (const auto& f : files)
+        links.push_back(&f);
+    return links;
+}
+
 Status check_chain(std::span<const SnapshotFile* const> chain) {
     if (chain.empty())
         return make_error(Errc::kInvalidArgument, "no snapshot to restore");

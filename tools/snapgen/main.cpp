@@ -256,9 +256,7 @@ int main(int argc, char** argv) {
             return kExitFailure;
         }
         files = std::move(*chain);
-        std::vector<const snapshot::SnapshotFile*> links;
-        for (const auto& f : files)
-            links.push_back(&f);
+        auto links = snapshot::links_of(files);
         snapshot::RestoreOptions ro;
         ro.session = opt;
         ro.record_working_set = true;
@@ -304,9 +302,7 @@ int main(int argc, char** argv) {
             diag.error(diff.error().describe() + "; no snapshot written");
             return kExitFailure;
         }
-        std::vector<const snapshot::SnapshotFile*> links;
-        for (const auto& f : files)
-            links.push_back(&f);
+        auto links = snapshot::links_of(files);
         links.push_back(&*diff);
         runtime::SessionOptions ropt = opt;
         ropt.track_dirty = false;

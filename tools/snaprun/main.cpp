@@ -86,8 +86,8 @@ void print_stats(const runtime::RunStats& st, const std::vector<runtime::Request
         st.prefetched_pages, st.first_request_faults);
     // Numbered per run, from 1, like snaprun's messages.
     for (size_t i = 0; i < reqs.size(); i++)
-        line += fmt::format("{}: stats: request {} us={:.1f} exits={}\n", kTool, i + 1,
-                            reqs[i].us, reqs[i].exits);
+        line += fmt::format("{}: stats: request {} us={:.1f} exits={}\n", kTool, i + 1, reqs[i].us,
+                            reqs[i].exits);
     (void)std::fwrite(line.data(), 1, line.size(), stderr);
 }
 
@@ -283,9 +283,7 @@ int main(int argc, char** argv) {
             return runtime::kExitHostError;
         }
         files = std::move(*chain);
-        std::vector<const snapshot::SnapshotFile*> links;
-        for (const auto& f : files)
-            links.push_back(&f);
+        auto links = snapshot::links_of(files);
         snapshot::RestoreOptions ro;
         ro.session = opt;
         ro.prefetch = prefetch;

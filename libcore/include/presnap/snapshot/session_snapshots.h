@@ -47,6 +47,9 @@ struct RestoreOptions {
 // reaches a guest unnoticed.
 Result<std::vector<SnapshotFile>> open_chain(const std::vector<std::string>& paths,
                                              DataCheck data_check = DataCheck::kSection);
+// Pointers to the files of an open chain, in order, as restore() takes them.
+std::vector<const SnapshotFile*> links_of(const std::vector<SnapshotFile>& files);
+
 // Checks the links of an already open chain (kinds, parents, host CPU).
 Status check_chain(std::span<const SnapshotFile* const> chain);
 
