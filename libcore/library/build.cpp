@@ -8,13 +8,17 @@
 #include "presnap/version.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <fcntl.h>
 #include <filesystem>
 #include <fmt/format.h>
 #include <map>
+#include <mutex>
+#include <optional>
 #include <sys/file.h>
+#include <thread>
 #include <unistd.h>
 
 namespace presnap::library {
@@ -68,6 +72,41 @@ Result<Served> serve_one(runtime::Session& session,
     return r;
 }
 
+// Runs fn(i, worker) for every i in [0, n) on `jobs` threads (worker in
+// [0, jobs)); the first error stops the others and is returned.
+Status parallel_for(size_t n, int jobs, const std::function<Status(size_t, int)>& fn) {
+    std::atomic<size_t> next{0};
+    std::mutex mu;
+    std::optional<Error> first_error;
+    auto work = [&](int w) {
+        for (;;) {
+            {
+                std::lock_guard lock(mu);
+                if (first_error)
+                    return;
+            }
+            size_t i = next++;
+            if (i >= n)
+                return;
+            if (auto s = fn(i, w); !s) {
+                std::lock_guard lock(mu);
+                if (!first_error)
+                    first_error = s.error();
+                return;
+            }
+        }
+    };
+    std::vector<std::thread> threads;
+    for (int w = 1; w < jobs; w++)
+        threads.emplace_back(work, w);
+    work(0);
+    for (auto& t : threads)
+        t.join();
+    if (first_error)
+        return std::unexpected(*first_error);
+    return {};
+}
+
 std::string hex(uint64_t v) {
     return fmt::format("{:016x}", v);
 }
@@ -106,25 +145,32 @@ Result<BuildReport> build_into(const BuildOptions& o, const fs::path& tmp) {
     auto base = snapshot::SnapshotFile::open(base_path);
     if (!base)
         return std::unexpected(base.error());
+    std::error_code ec;
     BuildReport report;
     report.base_bytes = base_sum->file_size;
     say(fmt::format("base snapshot: {} bytes", base_sum->file_size));
 
-    // Trace every sample from the base, each in a fresh restore of one
-    // pooled Session.
+    // Trace every sample from the base, each in a fresh restore of a pooled
+    // Session, one per job.
     const snapshot::SnapshotFile* base_chain[] = {&*base};
     runtime::SessionOptions topt = o.session;
     topt.trace = {plan->points, 1};
     topt.warn = nullptr;
-    auto pooled = snapshot::restore(base_chain, {topt});
-    if (!pooled)
-        return std::unexpected(pooled.error());
-    std::vector<Sample> samples;
-    for (size_t i = 0; i < o.requests.size(); i++) {
-        auto r = serve_one(**pooled, base_chain, o.requests[i], o.error_prefix);
+    int jobs = std::max(1, o.jobs);
+    std::vector<std::unique_ptr<runtime::Session>> tracers(static_cast<size_t>(jobs));
+    std::vector<Sample> samples(o.requests.size());
+    auto traced = parallel_for(o.requests.size(), jobs, [&](size_t i, int w) -> Status {
+        auto& session = tracers[size_t(w)];
+        if (!session) {
+            auto s = snapshot::restore(base_chain, {topt});
+            if (!s)
+                return std::unexpected(s.error());
+            session = std::move(*s);
+        }
+        auto r = serve_one(*session, base_chain, o.requests[i], o.error_prefix);
         if (!r)
             return std::unexpected(r.error());
-        Sample s;
+        Sample& s = samples[i];
         s.request = o.requests[i];
         s.failed = !r->ok;
         s.us = r->us;
@@ -132,9 +178,14 @@ Result<BuildReport> build_into(const BuildOptions& o, const fs::path& tmp) {
             if (seg < segs.size() && segs[seg].warmable)
                 s.warm.push_back(seg);
         std::sort(s.warm.begin(), s.warm.end());
+        return {};
+    });
+    if (!traced)
+        return std::unexpected(traced.error());
+    tracers.clear();
+    for (const auto& s : samples) {
         report.requests_traced++;
         report.requests_failed += s.failed;
-        samples.push_back(std::move(s));
     }
     say(fmt::format("traced {} requests from the base ({} failed)", samples.size(),
                     report.requests_failed));
@@ -165,19 +216,24 @@ Result<BuildReport> build_into(const BuildOptions& o, const fs::path& tmp) {
     std::sort(ranked.begin(), ranked.end(),
               [](const Route& a, const Route& b) { return a.weight * a.cost > b.weight * b.cost; });
 
-    // One diff per route, within the budget.
+    // One diff per route, made on the jobs' threads (each with its own
+    // Sessions), then kept in rank order within the budget.
     runtime::SessionOptions dopt = o.session;
     dopt.warn = nullptr;
     dopt.track_dirty = true;
-    uint64_t bytes_used = 0;
-    for (const Route& route : ranked) {
-        std::string names;
-        for (uint32_t seg : route.warm)
-            names += (names.empty() ? "" : " ") + segs[seg].name;
-        if (report.snapshots.size() >= o.max_snapshots) {
-            report.dropped.push_back(fmt::format("{}: over --max-snapshots", names));
-            continue;
-        }
+    runtime::SessionOptions bopt = o.session; // benefit runs: untraced
+    bopt.warn = nullptr;
+    struct Made {
+        SnapshotEntry entry;
+        std::string problem; // not made, and why
+    };
+    std::vector<Made> made(ranked.size());
+    std::vector<std::unique_ptr<runtime::Session>> timers(static_cast<size_t>(jobs));
+    std::mutex say_mu;
+    size_t routes_to_make = std::min(ranked.size(), o.max_snapshots);
+    auto built = parallel_for(routes_to_make, jobs, [&](size_t k, int w) -> Status {
+        const Route& route = ranked[k];
+        Made& m = made[k];
         const Sample* warm = route.samples.front();
         const Sample* held = route.samples.size() > 1 ? route.samples[1] : warm;
         snapshot::RestoreOptions ro;
@@ -187,13 +243,12 @@ Result<BuildReport> build_into(const BuildOptions& o, const fs::path& tmp) {
             return std::unexpected(s.error());
         auto in = runtime::MemoryRequestSource::of_lines({warm->request});
         runtime::NullResponseSink none;
-        auto w = (*s)->run(in, none, runtime::AtEof::kStop);
-        if (!w)
-            return std::unexpected(w.error());
-        if (w->kind != Kind::kWaiting) {
-            report.dropped.push_back(
-                fmt::format("{}: warm-up '{}' did not reach its wait point", names, warm->request));
-            continue;
+        auto wr = (*s)->run(in, none, runtime::AtEof::kStop);
+        if (!wr)
+            return std::unexpected(wr.error());
+        if (wr->kind != Kind::kWaiting) {
+            m.problem = fmt::format("warm-up '{}' did not reach its wait point", warm->request);
+            return {};
         }
         auto cap = snapshot::capture(**s);
         if (!cap)
@@ -204,20 +259,27 @@ Result<BuildReport> build_into(const BuildOptions& o, const fs::path& tmp) {
         const snapshot::SnapshotFile* chain[] = {&*base, &*diff};
         // The working set of a later request of the route, and the benefit:
         // the held-out request from the base and from the snapshot.
-        auto rep = snapshot::replay(chain, {held->request}, dopt);
+        auto rep = snapshot::replay(chain, {held->request}, bopt);
         if (!rep)
             return std::unexpected(rep.error());
         cap->image.working_set = snapshot::to_ranges(rep->touched);
+        auto& timer = timers[size_t(w)];
+        if (!timer) {
+            auto t = snapshot::restore(base_chain, {bopt});
+            if (!t)
+                return std::unexpected(t.error());
+            timer = std::move(*t);
+        }
         std::vector<double> from_base, from_snap;
-        for (int k = 0; k < o.benefit_runs; k++) {
-            auto b = serve_one(**pooled, base_chain, held->request, o.error_prefix);
-            auto d = serve_one(**pooled, chain, held->request, o.error_prefix);
+        for (int r = 0; r < o.benefit_runs; r++) {
+            auto b = serve_one(*timer, base_chain, held->request, o.error_prefix);
+            auto d = serve_one(*timer, chain, held->request, o.error_prefix);
             if (!b || !d)
                 return std::unexpected(!b ? b.error() : d.error());
             from_base.push_back(b->us);
             from_snap.push_back(d->us);
         }
-        SnapshotEntry e;
+        SnapshotEntry& e = m.entry;
         e.warmup = warm->request;
         e.held_out = held->request;
         e.segments = route.warm;
@@ -226,25 +288,51 @@ Result<BuildReport> build_into(const BuildOptions& o, const fs::path& tmp) {
         e.snapshot_us = median(from_snap);
         e.requests_in_route = route.samples.size();
         if (e.snapshot_us >= e.base_us) {
-            report.dropped.push_back(
-                fmt::format("{}: no benefit ({:.0f} us from the snapshot, {:.0f} us from the base)",
-                            names, e.snapshot_us, e.base_us));
-            continue;
+            m.problem = fmt::format("no benefit ({:.0f} us from the snapshot, {:.0f} us from the "
+                                    "base)",
+                                    e.snapshot_us, e.base_us);
+            return {};
         }
-        if (o.max_bytes && bytes_used + diff->file_size() > o.max_bytes) {
-            report.dropped.push_back(fmt::format("{}: over --max-bytes", names));
-            continue;
-        }
-        e.file = fmt::format("s{:03}.snap", report.snapshots.size() + 1);
+        e.file = fmt::format("route-{}.snap", k);
         auto sum = snapshot::write_snapshot((tmp / e.file).string(), cap->image);
         if (!sum)
             return std::unexpected(sum.error());
         e.pages = sum->pages_stored;
         e.bytes = sum->file_size;
-        bytes_used += sum->file_size;
-        say(fmt::format("{}: {} after '{}', {:.0f} -> {:.0f} us", e.file, names, e.warmup,
-                        e.base_us, e.snapshot_us));
-        report.snapshots.push_back(std::move(e));
+        std::lock_guard lock(say_mu);
+        say(fmt::format("route {}: '{}' {:.0f} -> {:.0f} us", k + 1, e.warmup, e.base_us,
+                        e.snapshot_us));
+        return {};
+    });
+    timers.clear();
+    if (!built)
+        return std::unexpected(built.error());
+    uint64_t bytes_used = 0;
+    for (size_t k = 0; k < ranked.size(); k++) {
+        std::string names;
+        for (uint32_t seg : ranked[k].warm)
+            names += (names.empty() ? "" : " ") + segs[seg].name;
+        if (k >= routes_to_make) {
+            report.dropped.push_back(fmt::format("{}: over --max-snapshots", names));
+            continue;
+        }
+        Made& m = made[k];
+        if (!m.problem.empty()) {
+            report.dropped.push_back(names + ": " + m.problem);
+            continue;
+        }
+        fs::path made_path = tmp / m.entry.file;
+        if (o.max_bytes && bytes_used + m.entry.bytes > o.max_bytes) {
+            fs::remove(made_path, ec);
+            report.dropped.push_back(fmt::format("{}: over --max-bytes", names));
+            continue;
+        }
+        bytes_used += m.entry.bytes;
+        m.entry.file = fmt::format("s{:03}.snap", report.snapshots.size() + 1);
+        fs::rename(made_path, tmp / m.entry.file, ec);
+        if (ec)
+            return make_error(Errc::kIo, "cannot rename {}: {}", made_path.string(), ec.message());
+        report.snapshots.push_back(std::move(m.entry));
     }
 
     // The manifest.

@@ -19,7 +19,7 @@ trap 'rm -rf "$work"' EXIT
 "$PEA" "$@" --elf "$PROGRAM" -o "$work/map.pmap" 2>"$work/pea.err" ||
     { cat "$work/pea.err" >&2; fail "pea-analyze failed"; }
 # exec: in the background, $! is then snapgen itself (kill -9 must reach it).
-build() { (exec "$SNAPGEN" --map "$work/map.pmap" --requests "$REQUESTS" -o "$work/lib" "$PROGRAM"); }
+build() { (exec "$SNAPGEN" "$@" --map "$work/map.pmap" --requests "$REQUESTS" -o "$work/lib" "$PROGRAM"); }
 
 # manifest FIELD...: one tab-separated line per snapshot.
 manifest() {
@@ -37,7 +37,8 @@ PY
 
 case "$CASE" in
 build)
-    build 2>"$work/gen.err" || { cat "$work/gen.err" >&2; fail "snapgen library mode failed"; }
+    # Two Sessions at a time (--jobs 2): the parallel path is the one tested.
+    build --jobs 2 2>"$work/gen.err" || { cat "$work/gen.err" >&2; fail "snapgen library mode failed"; }
     cat "$work/gen.err" >&2
     [[ -s "$work/lib/base.snap" && -s "$work/lib/manifest.jsonl" ]] || fail "no library written"
     manifest file warmup held_out benefit_us >"$work/snaps"

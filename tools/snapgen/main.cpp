@@ -68,6 +68,7 @@ int main(int argc, char** argv) {
     bool base = false, compress = false, version = false, quiet = false;
     std::string after, warmup, output, responses, map_file, requests_file;
     size_t max_snapshots = 64;
+    int jobs = 1;
     std::string max_bytes;
     tools::GuestOptions guest;
     std::vector<std::string> from, program;
@@ -91,6 +92,10 @@ int main(int argc, char** argv) {
     app.add_option("--max-bytes", max_bytes,
                    "library mode: at most SIZE of diff snapshot files in all (default no limit)")
         ->option_text("SIZE");
+    app.add_option("-j,--jobs", jobs,
+                   "library mode: run N Sessions in parallel threads (default 1)")
+        ->option_text("N")
+        ->check(CLI::Range(1, 64));
     app.add_option("--from", from, "the snapshot to start from: a full one, then diffs over it")
         ->option_text("SNAPSHOT");
     app.add_option("-o,--output", output, "the snapshot file to write")
@@ -142,6 +147,7 @@ int main(int argc, char** argv) {
         bo.session.warn = [](const std::string& m) { diag.warning(m); };
         bo.map_path = map_file;
         bo.max_snapshots = max_snapshots;
+        bo.jobs = jobs;
         if (!max_bytes.empty()) {
             auto mb = parse_size(max_bytes);
             if (!mb) {

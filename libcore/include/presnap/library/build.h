@@ -34,6 +34,7 @@ struct BuildOptions {
     size_t max_snapshots = 64;
     uint64_t max_bytes = 0;                           // page bytes of all diffs; 0: no limit
     int benefit_runs = 5;                             // runs from base and from snapshot, each
+    int jobs = 1;                                     // Sessions run in parallel threads
     std::string error_prefix = "error";               // a response starting so failed
     std::function<void(const std::string&)> progress; // one line per step
 };
