@@ -242,8 +242,8 @@ Result<BuildReport> build_into(const BuildOptions& o, const fs::path& tmp) {
         if (!s)
             return std::unexpected(s.error());
         auto in = runtime::MemoryRequestSource::of_lines({warm->request});
-        runtime::NullResponseSink none;
-        auto wr = (*s)->run(in, none, runtime::AtEof::kStop);
+        runtime::MemoryResponseSink warm_out;
+        auto wr = (*s)->run(in, warm_out, runtime::AtEof::kStop);
         if (!wr)
             return std::unexpected(wr.error());
         if (wr->kind != Kind::kWaiting) {
@@ -287,6 +287,14 @@ Result<BuildReport> build_into(const BuildOptions& o, const fs::path& tmp) {
         e.base_us = median(from_base);
         e.snapshot_us = median(from_snap);
         e.requests_in_route = route.samples.size();
+        // What was monitored while the snapshot was made.
+        e.warmup_response = warm_out.all_stdout();
+        if (!warm_out.requests().empty()) {
+            e.warmup_us = warm_out.requests()[0].us;
+            e.warmup_exits = warm_out.requests()[0].exits;
+        }
+        e.pages_dirtied = cap->pages_dirtied;
+        e.pages_touched = rep->touched.size();
         if (e.snapshot_us >= e.base_us) {
             m.problem = fmt::format("no benefit ({:.0f} us from the snapshot, {:.0f} us from the "
                                     "base)",
@@ -352,9 +360,13 @@ Result<BuildReport> build_into(const BuildOptions& o, const fs::path& tmp) {
         m += fmt::format(
             "{{\"type\":\"snapshot\",\"file\":\"{}\",\"segments\":[{}],\"names\":[{}],"
             "\"weight\":{:.6f},\"base_us\":{:.1f},\"snapshot_us\":{:.1f},\"benefit_us\":{:.1f},"
-            "\"pages\":{},\"bytes\":{},\"route_requests\":{},\"warmup\":{},\"held_out\":{}}}\n",
+            "\"pages\":{},\"bytes\":{},\"route_requests\":{},\"warmup\":{},\"held_out\":{},"
+            "\"pages_dirtied\":{},\"pages_touched\":{},\"warmup_us\":{:.1f},\"warmup_exits\":{},"
+            "\"warmup_response\":{}}}\n",
             e.file, ids, names, e.weight, e.base_us, e.snapshot_us, e.base_us - e.snapshot_us,
-            e.pages, e.bytes, e.requests_in_route, json::quote(e.warmup), json::quote(e.held_out));
+            e.pages, e.bytes, e.requests_in_route, json::quote(e.warmup), json::quote(e.held_out),
+            e.pages_dirtied, e.pages_touched, e.warmup_us, e.warmup_exits,
+            json::quote(e.warmup_response));
     }
     std::string mpath = (tmp / "manifest.jsonl").string();
     FILE* f = std::fopen(mpath.c_str(), "wb");

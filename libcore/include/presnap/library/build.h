@@ -50,6 +50,14 @@ struct SnapshotEntry {
     uint64_t pages = 0;             // pages stored
     uint64_t bytes = 0;             // file size
     uint64_t requests_in_route = 0;
+    // Monitored while it was made: the warm-up's response (for later
+    // verification), latency and exits, pages it dirtied, pages the
+    // held-out request touched (the recorded working set).
+    std::string warmup_response;
+    double warmup_us = 0;
+    uint64_t warmup_exits = 0;
+    uint64_t pages_dirtied = 0;
+    uint64_t pages_touched = 0;
 };
 
 struct BuildReport {
