@@ -188,6 +188,8 @@ Status parse_request(const Value& v, const std::string& ctx, HistoryRequest& r) 
         return std::unexpected(f.error());
     else if (*f)
         r.bytes = (*f)->string;
+    else
+        r.truncated = true; // none of the request's bytes are stored: not a complete request
     r.length = r.bytes.size();
     if (auto f = field(v, "len", Value::Type::kNumber, false, ctx); !f)
         return std::unexpected(f.error());
@@ -204,7 +206,7 @@ Status parse_request(const Value& v, const std::string& ctx, HistoryRequest& r) 
     if (auto f = field(v, "truncated", Value::Type::kBool, false, ctx); !f)
         return std::unexpected(f.error());
     else if (*f)
-        r.truncated = (*f)->boolean;
+        r.truncated = r.truncated || (*f)->boolean;
     if (auto f = field(v, "latency_us", Value::Type::kNumber, false, ctx); !f)
         return std::unexpected(f.error());
     else if (*f)
