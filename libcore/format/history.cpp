@@ -96,7 +96,10 @@ Result<uint64_t> hex_field(const Value& v, const std::string& what, const std::s
 }
 
 Result<uint64_t> count_field(const Value& v, const std::string& key, const std::string& ctx) {
-    if (v.number < 0 || v.number != static_cast<double>(static_cast<uint64_t>(v.number)))
+    // 2^64 is the first double a uint64_t cannot hold: casting it, or
+    // anything larger, NaN or negative, is undefined behaviour
+    if (!(v.number >= 0 && v.number < 18446744073709551616.0) ||
+        v.number != static_cast<double>(static_cast<uint64_t>(v.number)))
         return bad(ctx, fmt::format("field '{}' is not a count (expected a non-negative "
                                     "integer, found {})",
                                     key, v.string));
