@@ -103,7 +103,10 @@ Result<uint64_t> hex_field(const Value& v, const std::string& what, const std::s
 }
 
 Result<uint64_t> count_field(const Value& v, const std::string& key, const std::string& ctx) {
-    if (v.number < 0 || v.number != static_cast<double>(static_cast<uint64_t>(v.number)))
+    // 2^64 is the first double a uint64_t cannot hold: casting it, or
+    // anything larger, NaN or negative, is undefined behaviour
+    if (!(v.number >= 0 && v.number < 18446744073709551616.0) ||
+        v.number != static_cast<double>(static_cast<uint64_t>(v.number)))
         return bad(ctx, fmt::format("field '{}' is not a count (expected a non-negative "
                                     "integer, found {})",
                                     key, v.string));
@@ -195,6 +198,8 @@ Status parse_request(const Value& v, const std::string& ctx, HistoryRequest& r) 
         return std::unexpected(f.error());
     else if (*f)
         r.bytes = (*f)->string;
+    else
+        r.truncated = true; // none of the request's bytes are stored: not a complete request
     r.length = r.bytes.size();
     if (auto f = field(v, "len", Value::Type::kNumber, false, ctx); !f)
         return std::unexpected(f.error());
@@ -211,7 +216,7 @@ Status parse_request(const Value& v, const std::string& ctx, HistoryRequest& r) 
     if (auto f = field(v, "truncated", Value::Type::kBool, false, ctx); !f)
         return std::unexpected(f.error());
     else if (*f)
-        r.truncated = (*f)->boolean;
+        r.truncated = r.truncated || (*f)->boolean;
     if (auto f = field(v, "latency_us", Value::Type::kNumber, false, ctx); !f)
         return std::unexpected(f.error());
     else if (*f)

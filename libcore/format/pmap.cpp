@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cmath>
 #include <cstdlib>
 
 #include <fmt/format.h>
@@ -217,7 +218,9 @@ Result<double> number(std::string_view s, const char* what, const std::string& c
     std::string tmp(s);
     char* end = nullptr;
     double v = std::strtod(tmp.c_str(), &end);
-    if (tmp.empty() || end != tmp.c_str() + tmp.size() || v < 0)
+    // finite only: strtod also reads "nan" and "inf", which the JSON form
+    // cannot carry
+    if (tmp.empty() || end != tmp.c_str() + tmp.size() || !std::isfinite(v) || v < 0)
         return bad(
             ctx, fmt::format("invalid {} (expected a non-negative number, found \"{}\")", what, s));
     return v;

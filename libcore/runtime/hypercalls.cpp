@@ -161,7 +161,10 @@ Session::Impl::Step Session::Impl::on_input(uint64_t gpa, bool resuming) {
         return std::unexpected(chunk.error());
     // Only the bytes written count as dirty: a snapshot keeps no more of
     // the buffer than the requests used.
-    mem.note_host_write(layout.in_buf, std::min<uint64_t>(chunk->len, PSN_IO_BUFFER_SIZE));
+    if (auto s =
+            mem.note_host_write(layout.in_buf, std::min<uint64_t>(chunk->len, PSN_IO_BUFFER_SIZE));
+        !s)
+        return std::unexpected(s.error());
     if (!in_request && chunk->eof && at_eof_mode == AtEof::kStop) {
         pending_input_gpa = gpa;
         watchdog->disarm();

@@ -22,6 +22,13 @@ Result<std::span<uint8_t>> GuestMemory::span_for_write(uint64_t gpa, uint64_t le
     return s;
 }
 
+Status GuestMemory::note_host_write(uint64_t gpa, uint64_t len) {
+    auto s = span_for_write(gpa, len);
+    if (!s)
+        return std::unexpected(s.error());
+    return {};
+}
+
 Status GuestMemory::read(uint64_t gpa, std::span<uint8_t> out) const {
     auto s = span(gpa, out.size());
     if (!s)
@@ -38,6 +45,7 @@ Status GuestMemory::write(uint64_t gpa, std::span<const uint8_t> in) {
     return {};
 }
 
+// Only for ranges already checked by span().
 void GuestMemory::mark_dirty(uint64_t gpa, uint64_t len) {
     if (len == 0)
         return;

@@ -100,6 +100,96 @@ loop-after-eof)
     run 124 one --timeout 1 --cold "$CRASHER" spin
     expect_contains "$work/out" "got one"
     expect_contains "$work/err" "snaprun: error: after the end of input: timed out after 1 s" ;;
+rootfs-symlink-race)
+    # A swapper flips tree/link between a file inside the tree and the host's
+    # /etc/passwd (atomic renames) while snaprun packs the tree, run after run,
+    # for 10 s. Each run must print what the native run prints with the link
+    # inside, or refuse the tree; never a byte of the host file. The filler
+    # files sort before the link and widen the window a check-then-open has.
+    mkdir -p "$work/tree/filler" "$work/oracle"
+    printf 'a file inside the tree, nothing else\n' >"$work/tree/inside.txt"
+    for i in $(seq 1 400); do printf 'filler %d\n' "$i" >"$work/tree/filler/f$i"; done
+    ln -s inside.txt "$work/tree/link"
+    cp "$work/tree/inside.txt" "$work/oracle/"
+    ln -s inside.txt "$work/oracle/link"
+    printf 'cat link\n' >"$work/req"
+    (cd "$work/oracle" && "$STDIO" <"$work/req") >"$work/native" || fail "native run failed"
+    expect_contains "$work/native" "a file inside the tree"
+    (
+        while :; do
+            ln -sfn /etc/passwd "$work/out.lnk" && mv -Tf "$work/out.lnk" "$work/tree/link"
+            ln -sfn inside.txt "$work/in.lnk" && mv -Tf "$work/in.lnk" "$work/tree/link"
+        done
+    ) &
+    swapper=$!
+    trap 'kill $swapper 2>/dev/null; rm -rf "$work"' EXIT
+    runs=0 same=0 refused=0 end=$((SECONDS + 10))
+    while ((SECONDS < end)); do
+        "$LIMIT" $MAX_RSS_MB 60 "$SNAPRUN" --mem 64M --rootfs "$work/tree" --cold "$STDIO" \
+            <"$work/req" >"$work/out" 2>"$work/err"
+        rc=$?
+        runs=$((runs + 1))
+        if grep -qF "$(head -c 12 /etc/passwd)" "$work/out"; then
+            cat "$work/out" >&2
+            fail "run $runs printed the host's /etc/passwd"
+        fi
+        if [[ $rc == 0 ]] && cmp -s "$work/native" "$work/out"; then
+            same=$((same + 1))
+        elif [[ $rc == 125 ]] && grep -qF "symbolic link points outside the file tree" "$work/err"; then
+            refused=$((refused + 1))
+        else
+            cat "$work/err" "$work/out" >&2
+            fail "run $runs: exit status $rc, neither the native output nor a refusal"
+        fi
+    done
+    kill $swapper
+    echo "$runs runs: $same equal to native, $refused refused" >&2
+    ((same > 0 && refused > 0)) || fail "the swapper never raced the packing (need both outcomes)" ;;
+rootfs-amplification)
+    # Two directory links per level, 14 levels: 98,287 entries, 32,767 of them
+    # paths to one 15,000-byte file (once 491 MB of copies, 979 MB of RSS at
+    # 15 levels). Stored once, the tree packs in a small host footprint
+    # (measured peak 21 MiB), and the deepest path reads as it does natively.
+    mkdir -p "$work/tree"
+    for i in $(seq 0 14); do mkdir "$work/tree/l$i"; done
+    head -c 15000 "$HOSTILE" | od -An -tx1 | head -c 15000 >"$work/tree/l14/f"
+    for i in $(seq 0 13); do
+        ln -s "../l$((i + 1))" "$work/tree/l$i/a"
+        ln -s "../l$((i + 1))" "$work/tree/l$i/b"
+    done
+    printf 'cat l0/a/b/a/b/a/b/a/b/a/b/a/b/a/b/f\n' >"$work/req"
+    (cd "$work/tree" && "$STDIO" <"$work/req") >"$work/native" || fail "native run failed"
+    "$LIMIT" 48 60 "$SNAPRUN" --mem 64M --rootfs "$work/tree" --cold "$STDIO" <"$work/req" \
+        >"$work/out" 2>"$work/err"
+    rc=$?
+    cat "$work/err" >&2
+    [[ $rc == 0 ]] || fail "exit status $rc, expected 0 within 48 MiB"
+    cmp "$work/native" "$work/out" || fail "the file read through 14 links differs from native"
+    # Two more levels: 2^16 paths, over the entry limit, refused by name.
+    for i in 15 16; do
+        mkdir "$work/tree/l$i"
+        mv "$work/tree/l$((i - 1))/f" "$work/tree/l$i/f"
+        ln -s "../l$i" "$work/tree/l$((i - 1))/a"
+        ln -s "../l$i" "$work/tree/l$((i - 1))/b"
+    done
+    run 125 x --rootfs "$work/tree" --cold "$STDIO"
+    expect_contains "$work/err" "file tree has too many entries (expected at most 100000, found more; stopped" ;;
+rootfs-over-limits)
+    # A sparse file of 1 GiB: the image would pass kMaxRootfsBytes; refused
+    # from its size, before a byte of it is read (the RSS bound holds).
+    mkdir -p "$work/tree"
+    truncate -s 1G "$work/tree/big"
+    run 125 x --rootfs "$work/tree" --cold "$STDIO"
+    expect_contains "$work/err" "file tree is too large (expected at most 1073741824 bytes, found 1073741"
+    rm "$work/tree/big"
+    mkdir -p "$work/tree/$(printf 'd/%.0s' $(seq 1 65))"
+    run 125 x --rootfs "$work/tree" --cold "$STDIO"
+    expect_contains "$work/err" ": nested too deep (expected at most 64 levels, found 65)"
+    rm -rf "$work/tree/d"
+    mkdir "$work/tree/a"
+    ln -s .. "$work/tree/a/up"
+    run 125 x --rootfs "$work/tree" --cold "$STDIO"
+    expect_contains "$work/err" "/a/up: directory loop (leads back to /, which contains it)" ;;
 *)
     fail "unknown case $CASE" ;;
 esac

@@ -52,3 +52,22 @@ TEST_CASE("typed reads and writes go through the same checks") {
     CHECK(*mem.read_obj<uint64_t>(8) == 0x1122334455667788ull);
     CHECK_FALSE(mem.read_obj<uint64_t>(kPageSize - 4).has_value());
 }
+
+TEST_CASE("note_host_write checks its range: marks a range inside, refuses one outside") {
+    std::vector<uint8_t> buf(128 * kPageSize);
+    GuestMemory mem(buf.data(), buf.size());
+    REQUIRE(mem.note_host_write(5 * kPageSize + 100, kPageSize).has_value()); // pages 5 and 6
+    CHECK(mem.host_dirty_bitmap()[0] == ((1ull << 5) | (1ull << 6)));
+    CHECK(mem.note_host_write(buf.size(), 0).has_value());
+    mem.clear_host_dirty();
+    // Past the end, wrapping, and far away: refused, and nothing marked (the
+    // bitmap has two words; an unchecked mark wrote past it).
+    auto r = mem.note_host_write(buf.size() - 8, 16);
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.error().message == "guest range 0x7fff8+0x10 is outside guest memory (size 0x80000)");
+    CHECK_FALSE(mem.note_host_write(1ull << 40, kPageSize).has_value());
+    CHECK_FALSE(mem.note_host_write(~0ull - 10, 100).has_value());
+    CHECK_FALSE(mem.note_host_write(8, ~0ull).has_value());
+    for (uint64_t w : mem.host_dirty_bitmap())
+        CHECK(w == 0);
+}

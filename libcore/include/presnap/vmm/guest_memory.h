@@ -46,7 +46,10 @@ class GuestMemory {
 
     // Records that the host wrote [gpa, gpa + len) through a span() it got
     // before it knew how much it would write (e.g. a read(2) into guest memory).
-    void note_host_write(uint64_t gpa, uint64_t len) { mark_dirty(gpa, len); }
+    // The range is checked like span()'s: outside guest memory (or wrapping),
+    // nothing is marked and the error names the range. Callers that note a
+    // range inside a span they already hold may ignore the result.
+    Status note_host_write(uint64_t gpa, uint64_t len);
 
     // Pages written by the host since the last clear_host_dirty().
     const std::vector<uint64_t>& host_dirty_bitmap() const { return dirty_; }
