@@ -426,6 +426,9 @@ Status SnapshotFile::validate_sections(const OpenOptions& options) {
     }
 
     if (auto m = section(SectionType::kMetadata)) {
+        if (m->size() > kMaxMetadataBytes)
+            return make_error(Errc::kFormat, "METADATA section is {} bytes (at most {})", m->size(),
+                              kMaxMetadataBytes);
         std::size_t at = 0;
         if (!is_valid_json(metadata_json(), &at))
             return make_error(Errc::kFormat,
@@ -499,6 +502,11 @@ Status SnapshotFile::validate_page_index(const OpenOptions& options) {
         const std::uint64_t bytes = std::uint64_t{e.page_count} * kPageSize;
         switch (static_cast<PageEncoding>(e.encoding)) {
         case PageEncoding::kZero:
+            if (header_.kind == static_cast<std::uint32_t>(SnapshotKind::kFull))
+                return make_error(Errc::kFormat,
+                                  "zero page run {} in a full snapshot (absent pages are zero "
+                                  "already; only diffs have zero runs)",
+                                  i);
             if (e.file_offset != 0 || e.stored_size != 0 || e.checksum != 0)
                 return make_error(Errc::kFormat,
                                   "zero page run {} has data (expected offset, size and checksum "

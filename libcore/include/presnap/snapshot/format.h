@@ -37,6 +37,7 @@ inline constexpr std::uint32_t kMaxCompressedRunPages = 1024;
 inline constexpr std::uint32_t kDefaultCompressedRunPages = 256;
 inline constexpr std::uint32_t kSectionAlignment = 8;
 inline constexpr std::uint64_t kMaxPathLength = 4096;
+inline constexpr std::uint64_t kMaxMetadataBytes = 1u << 20; // METADATA section
 
 enum class SnapshotKind : std::uint32_t {
     kFull = 1, // all non-zero guest pages; absent pages are zero
