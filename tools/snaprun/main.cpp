@@ -100,6 +100,7 @@ void print_stats(const runtime::RunStats& st, const std::vector<runtime::Request
 struct Split {
     std::vector<std::string> own; // argv[0] first
     std::vector<std::string> program_args;
+    bool separated = false; // `PROGRAM -- ARGS`: the user said where ARGS start
 };
 Split split_arguments(const CLI::App& app, int argc, char** argv) {
     Split out;
@@ -108,8 +109,10 @@ Split split_arguments(const CLI::App& app, int argc, char** argv) {
     int i = 1;
     for (; i < argc; ++i) {
         std::string a = argv[i];
-        if (a == "--") {
+        if (a == "--") { // the end of snaprun's options; PROGRAM follows if still due
             ++i;
+            if (cold_at && i < argc)
+                out.own.insert(out.own.begin() + long(cold_at), argv[i++]);
             break;
         }
         if (a.size() > 1 && a[0] == '-') {
@@ -117,9 +120,13 @@ Split split_arguments(const CLI::App& app, int argc, char** argv) {
             bool has_value = name.size() != a.size();
             if (name == "--cold") {
                 out.own.push_back(a);
-                if (has_value) {
+                if (has_value) { // --cold=PROGRAM; a `--` right after it is dropped
                     ++i;
-                    break; // --cold=PROGRAM
+                    if (i < argc && std::string(argv[i]) == "--") {
+                        out.separated = true;
+                        ++i;
+                    }
+                    break;
                 }
                 cold_at = out.own.size();
                 continue;
@@ -130,9 +137,13 @@ Split split_arguments(const CLI::App& app, int argc, char** argv) {
                 out.own.emplace_back(argv[++i]);
             continue;
         }
-        if (cold_at) { // PROGRAM
+        if (cold_at) { // PROGRAM; a `--` right after it is dropped
             out.own.insert(out.own.begin() + long(cold_at), a);
             ++i;
+            if (i < argc && std::string(argv[i]) == "--") {
+                out.separated = true;
+                ++i;
+            }
             break;
         }
         out.own.push_back(a); // a SNAPSHOT
@@ -226,7 +237,7 @@ int main(int argc, char** argv) {
         diag.usage_error("give at most one of -q and -v");
         return runtime::kExitHostError;
     }
-    if (!quiet)
+    if (!quiet && !split.separated)
         hint_misplaced_options(app, program_args);
     for (const auto& f : snapshots)
         if (f == "-") {
