@@ -56,6 +56,9 @@ $n: note: see '$n --help'" ] || fail "$n --bogus is not reported as an unknown o
   # Write errors are errors: --help to /dev/full.
   "$t" --help >/dev/full 2>err && fail "$n --help >/dev/full exited 0"
   grep -q "^$n: error: -: cannot write: no space left on device$" err || fail "$n >/dev/full: $(cat err)"
+  "$t" --version >/dev/full 2>err && fail "$n --version >/dev/full exited 0"
+  [ "$(cat err)" = "$n: error: -: cannot write: no space left on device" ] ||
+    fail "$n --version >/dev/full: $(cat err)"
 done
 run 2 "$snapinfo" -q -v x.snap
 grep -q '^snapinfo: error: give at most one of -q and -v$' err || fail "snapinfo -q -v: $(cat err)"

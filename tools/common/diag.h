@@ -61,11 +61,12 @@ class Diag {
         note(fmt::format("see '{} --help'", tool_));
     }
     // `TOOL (presnap) VERSION`, then what the tool reads and writes, if any.
-    void print_version(std::string_view formats = {}) const {
+    // False (after saying why) if standard output cannot be written.
+    bool print_version(std::string_view formats = {}) const {
         std::string line = fmt::format("{} (presnap) {}\n", tool_, kVersion);
         if (!formats.empty())
             line += fmt::format("{}\n", formats);
-        (void)write_stdout(line);
+        return write_stdout(line);
     }
 
     // Writes all of `data` to standard output. A reader that has gone (EPIPE:
@@ -75,14 +76,6 @@ class Diag {
     bool write_stdout(std::string_view data) const {
         if (std::fwrite(data.data(), 1, data.size(), stdout) == data.size() &&
             std::fflush(stdout) == 0)
-            return true;
-        return stdout_failed();
-    }
-
-    // Called before exit when standard output was written with stdio: the
-    // last buffered bytes may fail only now.
-    bool finish_stdout() const {
-        if (std::fflush(stdout) == 0 && !std::ferror(stdout))
             return true;
         return stdout_failed();
     }

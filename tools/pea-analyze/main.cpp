@@ -153,9 +153,10 @@ int main(int argc, char** argv) {
         return kExitUsage;
     }
     if (version) {
-        diag.print_version("writes probability map format 1 (text and JSON); reads history "
-                           "format 1");
-        return diag.finish_stdout() ? kExitOk : kExitOutput;
+        const bool printed =
+            diag.print_version("writes probability map format 1 (text and JSON); reads history "
+                               "format 1");
+        return printed ? kExitOk : kExitOutput;
     }
     // Checked here, not by the parser, so that an unknown option is
     // reported as such first.

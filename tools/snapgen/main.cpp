@@ -96,9 +96,9 @@ int main(int argc, char** argv) {
         return kExitUsage;
     }
     if (version) {
-        diag.print_version(fmt::format("writes snapshot format {}.{}", snapshot::kMajorVersion,
-                                       snapshot::kMinorVersion));
-        return diag.finish_stdout() ? 0 : kExitFailure;
+        const bool printed = diag.print_version(fmt::format(
+            "writes snapshot format {}.{}", snapshot::kMajorVersion, snapshot::kMinorVersion));
+        return printed ? 0 : kExitFailure;
     }
     // Checked here, not by the parser, so that an unknown option is
     // reported as such first.

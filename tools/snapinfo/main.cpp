@@ -72,8 +72,9 @@ int main(int argc, char** argv) {
         return kExitUsage;
     }
     if (version) {
-        diag.print_version(fmt::format("snapshot format {}.{}", kMajorVersion, kMinorVersion));
-        return diag.finish_stdout() ? kExitOk : kExitIo;
+        const bool printed = diag.print_version(
+            fmt::format("reads snapshot format {}.{}", kMajorVersion, kMinorVersion));
+        return printed ? kExitOk : kExitIo;
     }
     if (file.empty()) {
         diag.usage_error("FILE is required");

@@ -225,9 +225,9 @@ int main(int argc, char** argv) {
         return runtime::kExitHostError;
     }
     if (version) {
-        diag.print_version(fmt::format("reads snapshot format {}.{}", snapshot::kMajorVersion,
-                                       snapshot::kMinorVersion));
-        return diag.finish_stdout() ? 0 : runtime::kExitHostError;
+        const bool printed = diag.print_version(fmt::format(
+            "reads snapshot format {}.{}", snapshot::kMajorVersion, snapshot::kMinorVersion));
+        return printed ? 0 : runtime::kExitHostError;
     }
     if (json && !stats) {
         diag.usage_error("--json goes with --stats");
