@@ -117,6 +117,11 @@ int main(int argc, char** argv) {
             diag.usage_error("standard input (-) can be read only once");
             return kExitUsage;
         }
+        if (output == "-" && ::isatty(1)) { // as zstd: binary data is not for a terminal
+            diag.usage_error("not writing a snapshot to a terminal (-o -)");
+            diag.note("redirect standard output, or give -o FILE");
+            return kExitUsage;
+        }
         if (output == "-" && responses == "-") {
             diag.usage_error("-o - and --responses - cannot share standard output");
             return kExitUsage;
