@@ -127,6 +127,10 @@ grep -q "^snaprun: note: '--mem' comes after PROGRAM, so it is passed to the pro
   fail "no hint for --mem after PROGRAM: $(cat err)"
 echo 'isprime 97' | "$snaprun" -q --cold ./numtheory --mem 64M >out 2>err
 [ ! -s err ] || fail "snaprun -q still hints: $(cat err)"
+# A flag before --cold takes no value: PROGRAM is still PROGRAM.
+echo 'isprime 97' | "$snaprun" -v --cold ./numtheory --mem 64M >out 2>err
+grep -q "^snaprun: note: '--mem' comes after PROGRAM" err && [ "$(cat out)" = "isprime 97: prime" ] ||
+  fail "snaprun -v --cold PROGRAM --mem 64M: $(cat err)"
 echo 'isprime 97' | "$snaprun" --cold ./numtheory -- --mem >out 2>err
 ! grep -q note err || fail "a hint for an argument after --: $(cat err)"
 

@@ -133,7 +133,7 @@ Split split_arguments(const CLI::App& app, int argc, char** argv) {
             }
             out.own.push_back(a);
             const CLI::Option* o = app.get_option_no_throw(name);
-            if (o && o->get_type_size_max() > 0 && !has_value && i + 1 < argc)
+            if (o && o->get_items_expected_max() > 0 && !has_value && i + 1 < argc) // not a flag
                 out.own.emplace_back(argv[++i]);
             continue;
         }
