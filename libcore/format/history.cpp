@@ -57,11 +57,18 @@ std::string format_history_request(HistoryRequest r, size_t max_bytes) {
     std::string segs;
     for (size_t i = 0; i < r.segments.size(); i++)
         segs += fmt::format("{}\"{}\"", i ? "," : "", hex64(r.segments[i]));
+    std::string extra;
+    if (r.index)
+        extra += fmt::format(",\"index\":{}", *r.index);
+    if (r.response_len)
+        extra += fmt::format(",\"response_len\":{}", *r.response_len);
+    if (r.failed)
+        extra += fmt::format(",\"failed\":{}", *r.failed ? "true" : "false");
     return fmt::format(
         "{{\"type\":\"request\",\"seq\":{},\"hash\":\"{}\",\"len\":{},\"bytes\":{},"
-        "\"truncated\":{},\"segments\":[{}],\"latency_us\":{:.3f},\"snapshot\":{}}}\n",
+        "\"truncated\":{},\"segments\":[{}],\"latency_us\":{:.3f},\"snapshot\":{}{}}}\n",
         r.seq, hex64(r.hash), r.length, json::quote(r.bytes), r.truncated ? "true" : "false", segs,
-        r.latency_us, json::quote(r.snapshot));
+        r.latency_us, json::quote(r.snapshot), extra);
 }
 
 namespace {
@@ -213,6 +220,21 @@ Status parse_request(const Value& v, const std::string& ctx, HistoryRequest& r) 
         return std::unexpected(f.error());
     else if (*f)
         r.snapshot = (*f)->string;
+    for (auto [key, dst] :
+         {std::pair{"index", &r.index}, std::pair{"response_len", &r.response_len}}) {
+        if (auto f = field(v, key, Value::Type::kNumber, false, ctx); !f)
+            return std::unexpected(f.error());
+        else if (*f) {
+            auto n = count_field(**f, key, ctx);
+            if (!n)
+                return std::unexpected(n.error());
+            *dst = *n;
+        }
+    }
+    if (auto f = field(v, "failed", Value::Type::kBool, false, ctx); !f)
+        return std::unexpected(f.error());
+    else if (*f)
+        r.failed = (*f)->boolean;
     // A complete request must hash to its recorded hash: catches records
     // whose bytes and hash come from different requests.
     if (v.find("bytes") && !r.truncated && r.bytes.size() == r.length &&

@@ -5,7 +5,7 @@
  * switches to the kernel stack, so the user's red zone is safe. */
 #define __ASSEMBLY__
 #define PSN_KERNEL_MAGIC 0x314e524b4e535350
-#define PSN_ABI_VERSION 2
+#define PSN_ABI_VERSION 3 /* = guest_abi.h (the monitor checks the header) */
 #define PSN_HC_FAULT_PORT (0x500 + 4)
 
     .section .header, "a"
@@ -76,7 +76,6 @@ exc_\n: pushq $\n
 EXC_NOERR 0
 EXC_NOERR 1
 EXC_NOERR 2
-EXC_NOERR 3
 EXC_NOERR 4
 EXC_NOERR 5
 EXC_NOERR 6
@@ -127,6 +126,39 @@ exc_common:
     out %eax, %dx
 2:  hlt
     jmp 2b
+
+/* #BP (int3) is the one resumable exception: the monitor's tracer places
+ * int3 bytes in the program's code (runtime/trace.h). The handler reports it
+ * like any fault, but keeps the three registers it needs, and when the
+ * monitor resumes it (it removed its breakpoint and wrote psn_fault.rip, the
+ * int3's own address) it continues the program there with iretq. For an
+ * int3 the monitor did not place, the monitor never resumes: the program
+ * ends with SIGTRAP as before. */
+exc_3:
+    push %rax
+    push %rbx
+    push %rdx
+    /* frame: rdx, rbx, rax, rip, cs, rflags, rsp, ss */
+    lea psn_fault(%rip), %rax
+    movq $3, 0(%rax)
+    movq $0, 8(%rax)
+    mov 24(%rsp), %rbx
+    mov %rbx, 16(%rax)
+    mov 32(%rsp), %rbx
+    mov %rbx, 24(%rax)
+    mov 40(%rsp), %rbx
+    mov %rbx, 32(%rax)
+    mov 48(%rsp), %rbx
+    mov %rbx, 40(%rax)
+    movq $0, 48(%rax)
+    mov $PSN_HC_FAULT_PORT, %dx
+    out %eax, %dx
+    mov 16(%rax), %rbx
+    mov %rbx, 24(%rsp)
+    pop %rdx
+    pop %rbx
+    pop %rax
+    iretq
 
     .section .rodata
     .balign 8

@@ -155,6 +155,7 @@ Result<std::unique_ptr<Session>> Session::boot(const ProgramSpec& spec,
     m.deterministic = spec.deterministic;
     if (auto s = m.vm.set_memory(m.mem_host, layout->mem_size, options.track_dirty); !s)
         return std::unexpected(s.error());
+    m.slot_registered = true;
     vmm::GuestMemory& mem = m.mem;
 
     // Guest kernel image.
@@ -232,6 +233,7 @@ Result<std::unique_ptr<Session>> Session::boot(const ProgramSpec& spec,
     vmm::Vcpu& vc = *m.vcpu;
     if (auto s = vc.set_cpuid(cpu->cpuid); !s)
         return std::unexpected(s.error());
+    m.cpuid_set = true;
     auto sregs = vc.sregs();
     if (!sregs)
         return std::unexpected(sregs.error());

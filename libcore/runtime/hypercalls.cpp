@@ -99,6 +99,8 @@ Session::Impl::Step Session::Impl::emit(uint64_t addr, uint64_t len, int fd) {
 
 // The wait point after a request: its response is complete.
 Status Session::Impl::end_request() {
+    if (auto s = trace_request_end(); !s)
+        return s;
     int64_t now = clock_ns(CLOCK_MONOTONIC);
     current.us = double(now - request_start_ns) / 1e3;
     current.exits = stats.exits - exits_at_request_start;
@@ -182,6 +184,8 @@ Session::Impl::Step Session::Impl::on_input(uint64_t gpa, bool resuming) {
         request_start_ns = clock_ns(CLOCK_MONOTONIC);
         exits_at_request_start = stats.exits;
         minflt_at_request_start = thread_minflt();
+        if (auto s = trace_request_start(); !s)
+            return std::unexpected(s.error());
         watchdog->arm(opt.limits.timeout_s);
     }
     current.request_bytes += chunk->len;
@@ -241,6 +245,13 @@ Session::Impl::Step Session::Impl::on_hypercall(uint16_t port, uint32_t gpa) {
         auto hc = mem.read_obj<psn_hc_fault>(gpa);
         if (!hc)
             return guest_error("bad hypercall argument: " + hc.error().message);
+        if (hc->vector == 3 && tracer && tracer->armed()) { // maybe a trace point
+            auto ours = tracer->hit(mem, gpa, hc->rip - 1);
+            if (!ours)
+                return guest_error("bad hypercall argument: " + ours.error().message);
+            if (*ours)
+                return std::nullopt; // the guest continues at the traced instruction
+        }
         std::string msg = fmt::format("{}: guest {}", where(), exception_name(hc->vector));
         if (hc->vector == 14)
             msg += fmt::format(" at address 0x{:x} ({} by {} code)", hc->cr2,

@@ -5,6 +5,7 @@
 #pragma once
 
 #include "presnap/runtime/session.h"
+#include "tracer.h"
 #include "watchdog.h"
 
 #include <bitset>
@@ -50,7 +51,9 @@ struct Session::Impl {
     int64_t request_start_ns = 0;
     uint64_t exits_at_request_start = 0;
     long minflt_at_request_start = 0;
-    std::bitset<512> reported; // syscall numbers already warned about
+    std::optional<Tracer> tracer; // when SessionOptions::trace has points
+    uint64_t traced_base = 0;     // request_no when tracing was (re)configured
+    std::bitset<512> reported;    // syscall numbers already warned about
     bool oom_warned = false;
 
     // The current run().
@@ -58,10 +61,18 @@ struct Session::Impl {
     ResponseSink* out = nullptr;
     AtEof at_eof_mode = AtEof::kDeliver;
 
-    Impl(const SessionOptions& o, vmm::Vm v) : opt(o), vm(std::move(v)) {}
+    Impl(const SessionOptions& o, vmm::Vm v) : opt(o), vm(std::move(v)) {
+        if (!opt.trace.points.empty())
+            tracer.emplace(opt.trace);
+    }
     ~Impl();
 
     Status map_memory(uint64_t size);
+    // Back to the state create() leaves: zero memory, no memory slot, no
+    // request history (a pooled Session about to be restored into).
+    Status reset();
+    bool slot_registered = false;
+    bool cpuid_set = false; // KVM refuses a new CPUID once the vCPU has run
     Status create_vcpu();
     uint64_t tsc_hz() const;
     std::string where() const;
@@ -83,6 +94,12 @@ struct Session::Impl {
     Step on_input(uint64_t gpa, bool resuming);
     Step emit(uint64_t addr, uint64_t len, int fd);
     Status end_request();
+    // Tracing: arms a sampled request's breakpoints at its delivery, and
+    // takes them out (with the segments hit) at its end.
+    Status trace_request_start();
+    Status trace_request_end();
+    // Run ends mid-request: tells the sink what is known of the request.
+    void end_unfinished_request();
 };
 
 } // namespace presnap::runtime

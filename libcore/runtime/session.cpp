@@ -38,6 +38,62 @@ Status Session::Impl::map_memory(uint64_t size) {
     return {};
 }
 
+Status Session::Impl::reset() {
+    // Complete an exit KVM left pending (the `out` of a hypercall): on the
+    // next KVM_RUN it would otherwise skip an instruction of the new state
+    // if the new rip happened to equal the old one.
+    if (auto s = vcpu->complete_pending_exit(); !s)
+        return s;
+    watchdog->disarm();
+    if (slot_registered) {
+        if (auto s = vm.clear_memory(); !s)
+            return s;
+        slot_registered = false;
+    }
+    // Fresh zero memory over the old mappings (file runs included).
+    void* p = mmap(mem_host, layout.mem_size, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+    if (p == MAP_FAILED)
+        return make_errno_error(Errc::kIo, errno, "cannot reset guest memory");
+    mem.clear_host_dirty();
+    vmm::GuestLayout fresh;
+    fresh.mem_size = layout.mem_size;
+    layout = fresh;
+    stats = {};
+    start_ns = clock_ns(CLOCK_MONOTONIC);
+    tsc0 = __rdtsc();
+    raw0 = clock_ns(CLOCK_MONOTONIC_RAW);
+    saved_tsc_hz = 0;
+    deterministic = false;
+    restore_generation = 0;
+    out_len_addr = 0;
+    started = in_request = at_eof = finished = false;
+    pending_input_gpa = requests_base = request_no = run_requests = 0;
+    current = {};
+    request_start_ns = 0;
+    exits_at_request_start = 0;
+    minflt_at_request_start = 0;
+    reported.reset();
+    oom_warned = false;
+    // A run that ended inside a traced request leaves breakpoints counted as
+    // armed over memory that is gone: start the tracer afresh.
+    tracer.reset();
+    if (!opt.trace.points.empty())
+        tracer.emplace(opt.trace);
+    traced_base = 0;
+    return {};
+}
+
+Status Session::reset() {
+    executable.reset();
+    parent.reset();
+    return impl_->reset();
+}
+
+uint64_t Session::memory_size() const {
+    return impl_->layout.mem_size;
+}
+
 Status Session::Impl::create_vcpu() {
     auto v = vmm::Vcpu::create(vm);
     if (!v)
@@ -81,6 +137,7 @@ void Session::Impl::flush_guest_stdout() {
 
 RunOutcome Session::Impl::outcome(RunOutcome::Kind k, std::string msg) {
     watchdog->disarm();
+    end_unfinished_request();
     finished = true;
     RunOutcome o;
     o.kind = k;
@@ -184,14 +241,16 @@ Status Session::resume(const snapshot::MonitorState& st, const snapshot::VcpuSta
     if (!cpu)
         return std::unexpected(cpu.error());
     vmm::VcpuExpectations ex{*layout, kh->syscall_entry, cpu->xcr0};
-    if (auto s = vmm::restore_vcpu(*m.vcpu, vcpu_state, ex, *cpu); !s)
+    if (auto s = vmm::restore_vcpu(*m.vcpu, vcpu_state, ex, m.cpuid_set ? nullptr : &*cpu); !s)
         return s;
+    m.cpuid_set = true;
     if (auto s = reseed_boot_info(m.mem, m.opt.restore_seed.has_value(),
                                   m.opt.restore_seed.value_or(0), st.restore_generation + 1);
         !s)
         return s;
     if (auto s = m.vm.set_memory(m.mem_host, st.mem_size, m.opt.track_dirty); !s)
         return s;
+    m.slot_registered = true;
     m.layout = *layout;
     m.out_len_addr = st.out_len_addr;
     m.pending_input_gpa = st.pending_input_gpa;
@@ -299,6 +358,8 @@ Result<RunOutcome> Session::run(RequestSource& in, ResponseSink& out, AtEof at_e
         auto r = vc.regs();
         return r ? r->rip : 0;
     };
+    if (m.stats.setup_us == 0)
+        m.stats.setup_us = double(clock_ns(CLOCK_MONOTONIC) - m.start_ns) / 1e3;
     if (m.pending_input_gpa) { // at a wait point: answer the INPUT the vCPU waits in
         uint64_t gpa = std::exchange(m.pending_input_gpa, 0);
         if (m.stats.startup_us == 0)
@@ -310,7 +371,6 @@ Result<RunOutcome> Session::run(RequestSource& in, ResponseSink& out, AtEof at_e
             return **r;
     } else {
         m.watchdog->arm(m.opt.limits.timeout_s); // start-up
-        m.stats.setup_us = double(clock_ns(CLOCK_MONOTONIC) - m.start_ns) / 1e3;
     }
 
     for (;;) {

@@ -10,8 +10,12 @@
 
 #include "presnap/version.h"
 
+#include <cerrno>
+#include <fcntl.h>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
+#include <sys/mman.h>
+#include <unistd.h>
 
 namespace presnap::snapshot {
 namespace {
@@ -117,12 +121,37 @@ Result<WriteSummary> capture_to_file(runtime::Session& session, const std::strin
     return sum;
 }
 
+// In memory, but in a sealed memfd rather than a heap buffer: raw runs can
+// then be mapped copy-on-write by any number of restores, like a file's,
+// and the seals keep it from ever shrinking under them.
 Result<SnapshotFile> to_memory(const SnapshotImage& image, const WriteOptions& options,
                                WriteSummary* summary) {
     auto bytes = serialize_snapshot(image, options, summary);
     if (!bytes)
         return std::unexpected(bytes.error());
-    return SnapshotFile::parse(std::move(*bytes), OpenOptions{DataCheck::kNone});
+    int fd = memfd_create("presnap-snapshot", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (fd < 0)
+        return make_errno_error(Errc::kIo, errno, "memfd_create");
+    size_t done = 0;
+    while (done < bytes->size()) {
+        ssize_t n = ::write(fd, bytes->data() + done, bytes->size() - done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            int e = n < 0 ? errno : EIO;
+            ::close(fd);
+            return make_errno_error(Errc::kIo, e, "write to a memfd");
+        }
+        done += size_t(n);
+    }
+    if (fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0) {
+        int e = errno;
+        ::close(fd);
+        return make_errno_error(Errc::kIo, e, "sealing a memfd");
+    }
+    auto f = SnapshotFile::open(fmt::format("/proc/self/fd/{}", fd), OpenOptions{DataCheck::kNone});
+    ::close(fd); // the SnapshotFile holds its own descriptor
+    return f;
 }
 
 Result<SnapshotFile> capture_to_memory(runtime::Session& session, const WriteOptions& options) {

@@ -65,6 +65,26 @@ std::vector<PageRange> to_ranges(std::span<const uint64_t> pages) {
     return out;
 }
 
+Result<std::string> recorded_executable(const SnapshotFile& f) {
+    const auto& info = f.executable();
+    if (!info)
+        return make_error(Errc::kInvalidArgument, "{}: records no executable", f.path());
+    auto now = hash_executable(info->path);
+    if (!now || now->content_hash != info->content_hash)
+        return make_error(Errc::kInvalidArgument,
+                          "{}: the executable it was made from is not at {} any more (expected "
+                          "content hash {})",
+                          f.path(), info->path, info->content_hash.hex());
+    return info->path;
+}
+
+std::vector<const SnapshotFile*> links_of(const std::vector<SnapshotFile>& files) {
+    std::vector<const SnapshotFile*> links;
+    for (const auto& f : files)
+        links.push_back(&f);
+    return links;
+}
+
 Status check_chain(std::span<const SnapshotFile* const> chain) {
     if (chain.empty())
         return make_error(Errc::kInvalidArgument, "no snapshot to restore");
@@ -99,14 +119,14 @@ Result<std::vector<SnapshotFile>> open_chain(const std::vector<std::string>& pat
     return files;
 }
 
-Result<std::unique_ptr<runtime::Session>> restore(std::span<const SnapshotFile* const> chain,
-                                                  const RestoreOptions& options) {
-    auto t0 = std::chrono::steady_clock::now();
+namespace {
+
+// The monitor state of the chain's last link, checked against the chain.
+Result<MonitorState> chain_state(std::span<const SnapshotFile* const> chain) {
     if (auto s = check_chain(chain); !s)
         return std::unexpected(s.error());
     const SnapshotFile& last = *chain.back();
-    auto ms_bytes = last.monitor_state();
-    auto ms = decode_monitor_state(ms_bytes);
+    auto ms = decode_monitor_state(last.monitor_state());
     if (!ms)
         return std::unexpected(ms.error().with_context(last.path()));
     if (ms->mem_size != last.guest_memory_size())
@@ -116,21 +136,25 @@ Result<std::unique_ptr<runtime::Session>> restore(std::span<const SnapshotFile* 
         if (f->guest_memory_size() != ms->mem_size)
             return make_error(Errc::kFormat, "{}: has {} bytes of memory, the chain {}", f->path(),
                               f->guest_memory_size(), ms->mem_size);
+    return ms;
+}
 
-    auto session = runtime::Session::create(ms->mem_size, options.session);
-    if (!session)
-        return std::unexpected(session.error());
-    runtime::Session& s = **session;
+// Memory, state and working set of `chain` into a Session fresh from
+// create() or reset().
+Status load(runtime::Session& s, std::span<const SnapshotFile* const> chain, const MonitorState& ms,
+            const RestoreOptions& options) {
+    const SnapshotFile& last = *chain.back();
     uint64_t mapped_runs = 0;
     std::vector<uint64_t> ws_pages;
     for (const SnapshotFile* f : chain) {
         if (auto st = load_memory(s, *f, mapped_runs); !st)
-            return std::unexpected(st.error());
-        for (const auto& r : f->working_set())
-            for (uint64_t p = 0; p < r.page_count; p++)
-                ws_pages.push_back(r.first_page + p);
+            return st;
+        if (options.prefetch)
+            for (const auto& r : f->working_set())
+                for (uint64_t p = 0; p < r.page_count; p++)
+                    ws_pages.push_back(r.first_page + p);
     }
-    if (auto st = s.resume(*ms, last.vcpu_state()); !st)
+    if (auto st = s.resume(ms, last.vcpu_state()); !st)
         return std::unexpected(st.error().with_context(last.path()));
     s.executable = last.executable();
     s.parent = last.content_hash();
@@ -145,7 +169,8 @@ Result<std::unique_ptr<runtime::Session>> restore(std::span<const SnapshotFile* 
         ws_pages.erase(std::unique(ws_pages.begin(), ws_pages.end()), ws_pages.end());
         uint64_t prefetched = 0;
         for (const auto& r : to_ranges(ws_pages)) {
-            auto span = s.memory().span(r.first_page * kPageSize, r.page_count * kPageSize);
+            auto span =
+                s.memory().span(r.first_page * vmm::kPageSize, r.page_count * vmm::kPageSize);
             if (!span)
                 return std::unexpected(span.error().with_context(last.path()));
             // Copies each page into this process's memory now, in bulk, so the
@@ -156,9 +181,46 @@ Result<std::unique_ptr<runtime::Session>> restore(std::span<const SnapshotFile* 
         }
         s.stats().prefetched_pages = prefetched;
     }
-    s.stats().restore_us =
-        std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
+    return {};
+}
+
+double us_since(std::chrono::steady_clock::time_point t0) {
+    return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
+}
+
+} // namespace
+
+Result<std::unique_ptr<runtime::Session>> restore(std::span<const SnapshotFile* const> chain,
+                                                  const RestoreOptions& options) {
+    auto t0 = std::chrono::steady_clock::now();
+    auto ms = chain_state(chain);
+    if (!ms)
+        return std::unexpected(ms.error());
+    auto session = runtime::Session::create(ms->mem_size, options.session);
+    if (!session)
+        return std::unexpected(session.error());
+    if (auto s = load(**session, chain, *ms, options); !s)
+        return std::unexpected(s.error());
+    (*session)->stats().restore_us = us_since(t0);
     return std::move(*session);
+}
+
+Status restore_into(runtime::Session& session, std::span<const SnapshotFile* const> chain,
+                    const RestoreOptions& options) {
+    auto t0 = std::chrono::steady_clock::now();
+    auto ms = chain_state(chain);
+    if (!ms)
+        return std::unexpected(ms.error());
+    if (ms->mem_size != session.memory_size())
+        return make_error(Errc::kInvalidArgument,
+                          "{}: needs {} bytes of guest memory, the pooled session has {}",
+                          chain.back()->path(), ms->mem_size, session.memory_size());
+    if (auto s = session.reset(); !s)
+        return s;
+    if (auto s = load(session, chain, *ms, options); !s)
+        return s;
+    session.stats().restore_us = us_since(t0);
+    return {};
 }
 
 } // namespace presnap::snapshot

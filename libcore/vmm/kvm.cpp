@@ -85,6 +85,14 @@ Status Vm::set_memory(void* host, uint64_t size, bool log_dirty) {
     return {};
 }
 
+Status Vm::clear_memory() {
+    kvm_userspace_memory_region r{};
+    r.slot = 0; // memory_size 0 deletes the slot
+    if (ioctl(vm_.get(), KVM_SET_USER_MEMORY_REGION, &r) < 0)
+        return kvm_error("KVM_SET_USER_MEMORY_REGION (delete)");
+    return {};
+}
+
 Result<std::vector<uint64_t>> Vm::dirty_log(uint64_t size) const {
     std::vector<uint64_t> bits((size / 4096 + 63) / 64, 0);
     kvm_dirty_log d{};
@@ -140,6 +148,9 @@ Result<bool> Vcpu::run() {
     if (ioctl(fd_.get(), KVM_RUN, 0) < 0) {
         if (errno == EINTR || errno == EAGAIN)
             return false;
+        if (errno == EFAULT) // KVM could not bring in a page of guest memory
+            return make_error(Errc::kIo, "KVM_RUN: guest memory is no longer backed (was a "
+                                         "snapshot file truncated while in use?)");
         return kvm_error("KVM_RUN");
     }
     return true;

@@ -174,13 +174,13 @@ Status validate_vcpu_state(const snapshot::VcpuState& st, const VcpuExpectations
 }
 
 Status restore_vcpu(Vcpu& vc, const snapshot::VcpuState& st, const VcpuExpectations& ex,
-                    const GuestCpu& cpu) {
+                    const GuestCpu* cpu) {
     if (auto s = validate_vcpu_state(st, ex); !s)
         return s;
     std::vector<std::pair<uint32_t, uint64_t>> msrs;
     for (const auto& m : st.msrs)
         msrs.emplace_back(m.index, m.value);
-    Status s = vc.set_cpuid(cpu.cpuid);
+    Status s = cpu ? vc.set_cpuid(cpu->cpuid) : Status{};
     if (s)
         s = vc.set_sregs(load<kvm_sregs>(st.sregs));
     if (s && !st.xcrs.empty())

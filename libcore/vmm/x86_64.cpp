@@ -4,8 +4,13 @@
 
 #include <cpuid.h>
 #include <cstring>
+#include <mutex>
+#include <optional>
 
 namespace presnap::vmm {
+
+Result<GuestCpu> query_guest_cpu(const Vm& vm);
+
 namespace {
 
 constexpr uint64_t kPtePresent = 1, kPteWrite = 2, kPteUser = 4;
@@ -224,6 +229,20 @@ std::vector<std::pair<uint32_t, uint64_t>> syscall_msrs(uint64_t syscall_entry) 
 }
 
 Result<GuestCpu> guest_cpu(const Vm& vm) {
+    // KVM_GET_SUPPORTED_CPUID costs about 0.4 ms here and its answer is a
+    // property of the host kernel: ask once per process.
+    static std::mutex mu;
+    static std::optional<GuestCpu> cached;
+    std::lock_guard lock(mu);
+    if (cached)
+        return *cached;
+    auto cpu = query_guest_cpu(vm);
+    if (cpu)
+        cached = *cpu;
+    return cpu;
+}
+
+Result<GuestCpu> query_guest_cpu(const Vm& vm) {
     auto cpuid = vm.supported_cpuid();
     if (!cpuid)
         return std::unexpected(cpuid.error());

@@ -33,6 +33,37 @@ TEST_CASE("history records round-trip, including arbitrary bytes") {
     CHECK(g.seq == 7);
 }
 
+TEST_CASE("history outcome keys are optional and round-trip when written") {
+    HistoryRequest r;
+    r.bytes = "isprime 97";
+    r.hash = request_hash(r.bytes);
+    std::string plain = format_history_request(r);
+    CHECK(plain.find("index") == std::string::npos);
+    CHECK(plain.find("failed") == std::string::npos);
+    r.index = 4;
+    r.response_len = 21;
+    r.failed = true;
+    std::string line = format_history_request(r);
+    CHECK(line.find(R"("index":4,"response_len":21,"failed":true})") != std::string::npos);
+    auto h = parse_history(format_history_header({}) + plain + line, "t", true);
+    REQUIRE(h);
+    REQUIRE(h->requests.size() == 2);
+    CHECK_FALSE(h->requests[0].index);
+    CHECK_FALSE(h->requests[0].response_len);
+    CHECK_FALSE(h->requests[0].failed);
+    CHECK(h->requests[1].index == 4u);
+    CHECK(h->requests[1].response_len == 21u);
+    CHECK(h->requests[1].failed == true);
+    auto bad = parse_history(format_history_header({}) +
+                                 R"({"type":"request","hash":"0000000000000000","segments":[],)"
+                                 R"("failed":"yes"})"
+                                 "\n",
+                             "t", true);
+    REQUIRE_FALSE(bad);
+    CHECK(bad.error().message ==
+          "field 'failed' has the wrong type (expected boolean, found string)");
+}
+
 TEST_CASE("history truncation keeps the full request's hash and length") {
     HistoryRequest r;
     r.bytes = std::string(1000, 'a');

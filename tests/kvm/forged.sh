@@ -64,6 +64,28 @@ scattered-snapshot)
         { cat "$work/err" >&2; fail "restore of a scattered snapshot failed"; }
     printf 'echo\n' | "$FORGER" >"$work/native"
     cmp "$work/out" "$work/native" || fail "restored responses differ from native" ;;
+truncated-snapshot)
+    # The snapshot file is truncated while a restored guest runs from it:
+    # a clear error and snaprun's own exit status, never a crash (SIGBUS).
+    printf 'scatter\n' >"$work/warm"
+    "$SNAPGEN" -q --mem 256M --base --warmup "$work/warm" -o "$work/base.snap" "$FORGER" ||
+        fail "snapgen failed"
+    mkfifo "$work/in"
+    "$LIMIT" 400 30 "$SNAPRUN" --no-verify-data "$work/base.snap" <"$work/in" >"$work/out" 2>"$work/err" &
+    pid=$!
+    exec 3>"$work/in"
+    echo echo >&3
+    for _ in $(seq 100); do grep -q "ok echo" "$work/out" && break; sleep 0.1; done
+    grep -q "ok echo" "$work/out" || fail "the restored guest did not answer"
+    truncate -s 0 "$work/base.snap"
+    echo touch >&3
+    exec 3>&-
+    wait $pid
+    rc=$?
+    cat "$work/err" >&2
+    [[ $rc == 125 ]] || fail "exit status $rc after the snapshot was truncated, expected 125"
+    expect_contains "$work/err" "snaprun: error:"
+    expect_contains "$work/err" "truncated" ;;
 million-requests)
     # Host memory must not grow with requests served: 1,000,000 requests
     # in one run, bounded by the measured peak of a short run plus 8 MB.

@@ -7,6 +7,7 @@
 #include <doctest/doctest.h>
 
 #include "presnap/runtime/session.h"
+#include "presnap/snapshot/cpu_features.h"
 #include "presnap/snapshot/monitor_state.h"
 #include "presnap/snapshot/session_snapshots.h"
 #include "presnap/vmm/kvm.h"
@@ -145,6 +146,31 @@ TEST_CASE("saved CPU state presnap never produces is refused by name") {
                     m.value += 16;
         },
         "MSR 0xc0000082");
+}
+
+TEST_CASE("a snapshot that needs a CPU feature this host lacks is refused at restore") {
+    // Find a feature bit of a word the snapshot records that this host does
+    // not have, and make the snapshot require it.
+    snapshot::CpuFeatures host = snapshot::host_cpu_features();
+    REQUIRE(!host.words.empty());
+    snapshot::CpuidWord missing{};
+    bool found = false;
+    for (const auto& w : host.words)
+        for (unsigned bit = 0; bit < 32 && !found; bit++)
+            if (!(w.bits & (1u << bit))) {
+                missing = w;
+                missing.bits = 1u << bit;
+                found = true;
+            }
+    REQUIRE(found);
+    std::string err = restore_forged(
+        [&](snapshot::SnapshotImage& img) { img.cpu_features.words.push_back(missing); });
+    INFO("error: ", err);
+    CHECK(err.find("this host lacks cpu features") != std::string::npos);
+    // And XCR0 state this host cannot give (bit 62 is no real component).
+    err = restore_forged([](snapshot::SnapshotImage& img) { img.cpu_features.xcr0 |= 1ull << 62; });
+    INFO("error: ", err);
+    CHECK(!err.empty());
 }
 
 int main(int argc, char** argv) {

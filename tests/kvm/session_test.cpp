@@ -8,6 +8,7 @@
 #include "presnap/snapshot/session_snapshots.h"
 #include "presnap/vmm/kvm.h"
 
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -152,7 +153,7 @@ TEST_CASE("a base and a diff captured in memory restore to the native responses,
     auto base = snapshot::capture_to_memory(**booted);
     REQUIRE_MESSAGE(base.has_value(), (base ? "" : base.error().describe()));
     CHECK(base->kind() == snapshot::SnapshotKind::kFull);
-    CHECK(base->fd() == -1);
+    CHECK(base->path().rfind("/proc/self/fd/", 0) == 0); // a memfd, not a file
 
     // A diff over the in-memory base, after the second request.
     std::vector<const snapshot::SnapshotFile*> chain{&*base};
@@ -220,6 +221,70 @@ TEST_CASE("a session keeps running after a wait point: requests in several runs 
     CHECK((*s)->stats().max_request_exits == 1); // one exit per request at steady state
     // An ended session refuses to run again.
     CHECK(!(*s)->run(none, out, runtime::AtEof::kDeliver).has_value());
+}
+
+TEST_CASE("one pooled session restored again and again answers like a fresh one each time") {
+    auto requests = lines_of(read_file(PRESNAP_NUMTHEORY_REQUESTS));
+    std::string oracle = native(PRESNAP_NUMTHEORY, PRESNAP_NUMTHEORY_REQUESTS);
+    runtime::ProgramSpec spec;
+    spec.program = PRESNAP_NUMTHEORY;
+    spec.mem_size = 128ull << 20;
+    auto booted = snapshot::boot_for_capture(spec, {});
+    REQUIRE(booted.has_value());
+    runtime::MemoryResponseSink startup;
+    runtime::MemoryRequestSource none("");
+    auto o = (*booted)->run(none, startup, runtime::AtEof::kStop);
+    REQUIRE(o.has_value());
+    REQUIRE(o->kind == Kind::kWaiting);
+    auto base = snapshot::capture_to_memory(**booted);
+    REQUIRE(base.has_value());
+    const snapshot::SnapshotFile* chain[] = {&*base};
+
+    // A fresh restore, then the same Session reused: reset and restored.
+    auto pooled = snapshot::restore(chain, {});
+    REQUIRE(pooled.has_value());
+    std::vector<double> fresh_us{(*pooled)->stats().restore_us}, pooled_us;
+    for (int round = 0; round < 6; round++) {
+        if (round > 0) {
+            auto s = snapshot::restore_into(**pooled, chain, {});
+            REQUIRE_MESSAGE(s.has_value(), (s ? "" : s.error().describe()));
+            pooled_us.push_back((*pooled)->stats().restore_us);
+        }
+        // Half the rounds end at a wait point, half run the program to its
+        // exit: a pooled VM is reused after either.
+        auto in = runtime::MemoryRequestSource::of_lines(requests);
+        runtime::MemoryResponseSink out;
+        auto r =
+            (*pooled)->run(in, out, round % 2 ? runtime::AtEof::kStop : runtime::AtEof::kDeliver);
+        REQUIRE(r.has_value());
+        CHECK(r->kind == (round % 2 ? Kind::kWaiting : Kind::kExited));
+        CHECK(startup.all_stdout() + out.all_stdout() == oracle);
+        CHECK((*pooled)->restore_generation() == 1);
+    }
+    // A pooled Session refuses a snapshot of another memory size.
+    runtime::ProgramSpec small = spec;
+    small.mem_size = 64ull << 20;
+    auto other = snapshot::boot_for_capture(small, {});
+    REQUIRE(other.has_value());
+    REQUIRE((*other)->run(none, startup, runtime::AtEof::kStop).has_value());
+    auto other_snap = snapshot::capture_to_memory(**other);
+    REQUIRE(other_snap.has_value());
+    const snapshot::SnapshotFile* other_chain[] = {&*other_snap};
+    CHECK(!snapshot::restore_into(**pooled, other_chain, {}).has_value());
+
+    for (int i = 0; i < 20; i++) {
+        auto fresh = snapshot::restore(chain, {});
+        REQUIRE(fresh.has_value());
+        fresh_us.push_back((*fresh)->stats().restore_us);
+        REQUIRE(snapshot::restore_into(**pooled, chain, {}).has_value());
+        pooled_us.push_back((*pooled)->stats().restore_us);
+    }
+    auto median = [](std::vector<double> v) {
+        std::sort(v.begin(), v.end());
+        return v[v.size() / 2];
+    };
+    MESSAGE("in-memory numtheory base: median restore ", median(fresh_us), " us into a new VM, ",
+            median(pooled_us), " us into a pooled one");
 }
 
 int main(int argc, char** argv) {

@@ -4,7 +4,9 @@
 //   snapgen --after REQUESTS --from BASE.snap [--from DIFF.snap...] -o OUT.snap
 // The library mode (a probability map in, a library of diffs out) comes with
 // its own issue; this is the mechanism. See snapgen(1).
+#include "presnap/library/build.h"
 #include "presnap/runtime/session.h"
+#include "presnap/size.h"
 #include "presnap/snapshot/session_snapshots.h"
 #include "presnap/version.h"
 #include "presnap/vmm/kvm.h"
@@ -57,7 +59,9 @@ int main(int argc, char** argv) {
     runtime::ProgramSpec spec;
     bool base = false, compress = false, version = false, quiet = false, verbose = false,
          json = false;
-    std::string after, warmup, output, responses;
+    std::string after, warmup, output, responses, map_file, requests_file;
+    size_t max_snapshots = 64;
+    std::string max_bytes;
     tools::GuestOptions guest;
     std::vector<std::string> from, program;
     app.add_flag("--base", base,
@@ -67,6 +71,19 @@ int main(int argc, char** argv) {
                    "restore --from, run the requests in FILE (- for stdin), and write a diff "
                    "snapshot at the next wait point")
         ->option_text("FILE");
+    app.add_option("--map", map_file,
+                   "library mode: the probability map of PROGRAM (pea-analyze --elf); -o is then "
+                   "the library directory")
+        ->option_text("PMAP");
+    app.add_option("--requests", requests_file,
+                   "library mode: sample requests, traced from the base to choose warm-ups")
+        ->option_text("FILE");
+    app.add_option("--max-snapshots", max_snapshots,
+                   "library mode: at most N diff snapshots (default 64)")
+        ->option_text("N");
+    app.add_option("--max-bytes", max_bytes,
+                   "library mode: at most SIZE of diff snapshot files in all (default no limit)")
+        ->option_text("SIZE");
     app.add_option("--from", from, "the snapshot to start from: a full one, then diffs over it")
         ->option_text("SNAPSHOT");
     app.add_option("-o,--output", output, "the snapshot file to write (- for stdout)")
@@ -127,8 +144,89 @@ int main(int argc, char** argv) {
             return kExitUsage;
         }
     }
+    bool library = !map_file.empty();
+    if (library) {
+        if (base || !after.empty() || requests_file.empty() || program.empty()) {
+            diag.error(
+                "library mode needs --map, --requests and PROGRAM, and no --base or --after");
+            return kExitUsage;
+        }
+        if (output == "-") {
+            diag.usage_error("library mode writes a directory: -o - cannot be one");
+            return kExitUsage;
+        }
+        if (!guest.apply(spec, diag))
+            return kExitUsage;
+        library::BuildOptions bo;
+        bo.program = spec;
+        bo.program.program = program[0];
+        bo.program.args.assign(program.begin() + 1, program.end());
+        guest.apply(bo.session);
+        bo.session.warn = [](const std::string& m) { diag.warning(m); };
+        bo.map_path = map_file;
+        bo.max_snapshots = max_snapshots;
+        if (!max_bytes.empty()) {
+            auto mb = parse_size(max_bytes);
+            if (!mb) {
+                diag.error(fmt::format("bad size '{}'", max_bytes));
+                return kExitUsage;
+            }
+            bo.max_bytes = *mb;
+        }
+        for (auto [path, lines] : {std::pair{requests_file, &bo.requests}, {warmup, &bo.warmup}}) {
+            if (path.empty())
+                continue;
+            std::string text, why;
+            if (!tools::read_input(path, text, why)) {
+                diag.error(fmt::format("{}: {}", path, why));
+                return kExitFailure;
+            }
+            size_t start = 0;
+            while (start < text.size()) {
+                size_t nl = text.find('\n', start);
+                lines->push_back(text.substr(start, nl == std::string::npos ? nl : nl - start));
+                start = nl == std::string::npos ? text.size() : nl + 1;
+            }
+        }
+        if (!quiet)
+            bo.progress = [](const std::string& m) {
+                std::string line = fmt::format("{}: {}\n", kTool, m);
+                (void)std::fwrite(line.data(), 1, line.size(), stderr);
+            };
+        if (auto s = vmm::kvm_available(); !s) {
+            diag.error(s.error().describe());
+            return kExitFailure;
+        }
+        auto report = library::build_library(bo, output);
+        if (!report) {
+            diag.error(report.error().describe());
+            return kExitFailure;
+        }
+        uint64_t bytes = report->base_bytes;
+        for (const auto& e : report->snapshots)
+            bytes += e.bytes;
+        for (const auto& d : report->dropped)
+            diag.note("no snapshot for " + d);
+        if (!quiet) {
+            std::string line =
+                json ? nlohmann::ordered_json{{"tool", kTool},
+                                              {"output", output},
+                                              {"snapshots", report->snapshots.size()},
+                                              {"bytes", bytes},
+                                              {"requests_traced", report->requests_traced},
+                                              {"requests_failed", report->requests_failed}}
+                               .dump() +
+                           "\n"
+                     : fmt::format("{}: wrote {}: base + {} snapshots, {} bytes; {} requests "
+                                   "traced, {} failed\n",
+                                   kTool, output, report->snapshots.size(), bytes,
+                                   report->requests_traced, report->requests_failed);
+            (void)std::fwrite(line.data(), 1, line.size(), stderr);
+        }
+        return 0;
+    }
     if (base == !after.empty()) {
-        diag.error("give exactly one of --base and --after");
+        diag.error("give exactly one of --base and --after (or --map for a library)");
         return kExitUsage;
     }
     if (base && program.empty()) {
@@ -194,9 +292,7 @@ int main(int argc, char** argv) {
             return kExitFailure;
         }
         files = std::move(*chain);
-        std::vector<const snapshot::SnapshotFile*> links;
-        for (const auto& f : files)
-            links.push_back(&f);
+        auto links = snapshot::links_of(files);
         snapshot::RestoreOptions ro;
         ro.session = opt;
         ro.record_working_set = true;
@@ -245,9 +341,7 @@ int main(int argc, char** argv) {
             diag.error(diff.error().describe() + "; no snapshot written");
             return kExitFailure;
         }
-        std::vector<const snapshot::SnapshotFile*> links;
-        for (const auto& f : files)
-            links.push_back(&f);
+        auto links = snapshot::links_of(files);
         links.push_back(&*diff);
         runtime::SessionOptions ropt = opt;
         ropt.track_dirty = false;

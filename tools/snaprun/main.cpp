@@ -1,7 +1,10 @@
 // snaprun: serve requests from a function running in a presnap KVM guest.
 // A thin main: parse options, boot or restore a Session, run it, report.
 // See snaprun(1).
+#include "presnap/analysis/pmap.h"
+#include "presnap/runtime/history_recorder.h"
 #include "presnap/runtime/session.h"
+#include "presnap/runtime/trace.h"
 #include "presnap/size.h"
 #include "presnap/snapshot/session_snapshots.h"
 #include "presnap/version.h"
@@ -12,11 +15,19 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
+#include <cstring>
+#include <fcntl.h>
 #include <fmt/format.h>
+#include <fstream>
 #include <nlohmann/json.hpp>
+#include <optional>
+#include <sstream>
 #include <string>
+#include <unistd.h>
 #include <vector>
 
 using namespace presnap;
@@ -48,6 +59,20 @@ class StatsSink final : public runtime::FdResponseSink {
   private:
     bool keep_;
 };
+
+// --trace: appends whole lines to the history file, one write(2) each, so
+// that a serving instance's history can be read while it grows.
+Status write_line(int fd, const std::string& line) {
+    for (size_t done = 0; done < line.size();) {
+        ssize_t n = ::write(fd, line.data() + done, line.size() - done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return make_errno_error(Errc::kIo, errno, "cannot write");
+        done += size_t(n);
+    }
+    return {};
+}
 
 void print_stats(const runtime::RunStats& st, const std::vector<runtime::RequestInfo>& reqs,
                  bool json) {
@@ -85,9 +110,10 @@ void print_stats(const runtime::RunStats& st, const std::vector<runtime::Request
         kTool, st.setup_us, st.first_exit_us, st.startup_us, st.requests, st.first_request_us,
         median(us), st.max_request_exits, st.exits, st.restore_us, st.vm_create_us,
         st.prefetched_pages, st.first_request_faults);
-    for (const auto& r : reqs)
-        line += fmt::format("{}: stats: request {} us={:.1f} exits={}\n", kTool, r.index, r.us,
-                            r.exits);
+    // Numbered per run, from 1, like snaprun's messages.
+    for (size_t i = 0; i < reqs.size(); i++)
+        line += fmt::format("{}: stats: request {} us={:.1f} exits={}\n", kTool, i + 1, reqs[i].us,
+                            reqs[i].exits);
     (void)std::fwrite(line.data(), 1, line.size(), stderr);
 }
 
@@ -168,9 +194,25 @@ void hint_misplaced_options(const CLI::App& app, const std::vector<std::string>&
     }
 }
 
+// Restored guest memory is mapped from the snapshot files. If one is
+// truncated while in use, touching a page past its new end raises SIGBUS in
+// the host: end with a clear message and snaprun's own status instead of a
+// crash. (The library installs no handler; a server keeps sealed copies.)
+void on_sigbus(int) {
+    static const char msg[] = "snaprun: error: guest memory is no longer backed: a snapshot "
+                              "file was truncated while in use (SIGBUS)\n";
+    (void)!::write(2, msg, sizeof msg - 1);
+    ::_exit(runtime::kExitHostError);
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
+    struct sigaction sa {};
+    sa.sa_handler = on_sigbus;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGBUS, &sa, nullptr);
+
     CLI::App app{"Serve requests from a function running in a presnap KVM guest.\n"
                  "Requests are lines on stdin; responses go to stdout.",
                  kTool};
@@ -205,6 +247,26 @@ int main(int argc, char** argv) {
                  "check the page data run by run (naming a damaged page) instead of in one pass");
     app.add_flag("--no-verify-data", no_verify_data,
                  "do not check the page data (files verified before, e.g. by snapinfo)");
+    std::string trace_file, map_file, error_prefix = "error";
+    uint64_t trace_every = 1;
+    bool trace_all = false;
+    app.add_option("--trace", trace_file,
+                   "write which segments of the --map each request runs, with its latency, "
+                   "response size and failure, to FILE (presnap-history(5))")
+        ->option_text("FILE");
+    app.add_option("--map", map_file, "the probability map --trace traces (pea-analyze --elf)")
+        ->option_text("PMAP");
+    app.add_option("--trace-every", trace_every,
+                   "trace requests 1, N+1, 2N+1 ... only (default 1: every request)")
+        ->option_text("N")
+        ->check(CLI::Range(uint64_t(1), uint64_t(1) << 62));
+    app.add_flag("--trace-all", trace_all,
+                 "trace every segment of the map that has an address, not only functions, "
+                 "warmable segments and route sites");
+    app.add_option("--error-prefix", error_prefix,
+                   "a traced response starting with TEXT counts as failed, '' for none "
+                   "(default error)")
+        ->option_text("TEXT");
     app.add_flag("--stats", stats, "print start-up and per-request timings to stderr");
     app.add_flag("--json", json, "with --stats: JSON lines, one per request, then a summary");
     app.add_flag("-q,--quiet", quiet, "do not print warnings nor hints");
@@ -290,6 +352,22 @@ int main(int argc, char** argv) {
     diag.set_verbose(verbose);
     opt.warn = [](const std::string& m) { diag.warning(m); };
 
+    if (trace_file.empty() != map_file.empty()) {
+        diag.error(trace_file.empty() ? "--map is given without --trace"
+                                      : "--trace needs the probability map (--map PMAP)");
+        return runtime::kExitHostError;
+    }
+    for (const char* o : {"--trace-every", "--trace-all", "--error-prefix"})
+        if (trace_file.empty() && app.count(o)) {
+            diag.error(fmt::format("{} has no effect without --trace", o));
+            return runtime::kExitHostError;
+        }
+    if (trace_file == "-") {
+        diag.error("--trace cannot write to standard output: the responses go there");
+        diag.note("name a file, or /dev/stderr");
+        return runtime::kExitHostError;
+    }
+
     if (auto s = vmm::kvm_available(); !s) {
         diag.error(s.error().describe());
         diag.note("snaprun needs read-write access to /dev/kvm");
@@ -312,13 +390,11 @@ int main(int argc, char** argv) {
             return runtime::kExitHostError;
         }
         files = std::move(*chain);
-        std::vector<const snapshot::SnapshotFile*> links;
-        for (const auto& f : files) {
-            links.push_back(&f);
+        auto links = snapshot::links_of(files);
+        for (const auto& f : files)
             diag.info(
                 fmt::format("{}: {}", f.path(),
                             f.fd() < 0 ? "read into memory (a pipe): pages are copied" : "mapped"));
-        }
         snapshot::RestoreOptions ro;
         ro.session = opt;
         ro.prefetch = prefetch;
@@ -334,7 +410,49 @@ int main(int argc, char** argv) {
     }
     runtime::FdRequestSource in(0);
     StatsSink out(stats);
-    auto outcome = (*session)->run(in, out, runtime::AtEof::kDeliver);
+    int history_fd = -1;
+    std::optional<runtime::TracePlan> plan;
+    std::optional<runtime::HistoryRecorder> history;
+    if (!trace_file.empty()) {
+        // The map's addresses are those of one executable: the one booted,
+        // or the one the snapshot was made from.
+        auto exe = files.empty() ? Result<std::string>(spec.program)
+                                 : snapshot::recorded_executable(files.front());
+        if (exe)
+            if (auto p = runtime::plan_trace(map_file, *exe, trace_all))
+                plan = std::move(*p);
+            else
+                exe = std::unexpected(p.error());
+        if (!exe) {
+            diag.error(exe.error().describe());
+            return runtime::kExitHostError;
+        }
+        if (auto s = (*session)->set_trace({plan->points, trace_every}); !s) {
+            diag.error(s.error().describe());
+            return runtime::kExitHostError;
+        }
+        history_fd = ::open(trace_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (history_fd < 0 || !write_line(history_fd, plan->preamble)) {
+            diag.error(fmt::format("{}: cannot write: {}", trace_file, std::strerror(errno)));
+            return runtime::kExitHostError;
+        }
+        runtime::HistoryRecorderOptions ho;
+        ho.map = &plan->map;
+        ho.snapshot = snapshots.empty() ? "" : snapshots.back();
+        ho.error_prefix = error_prefix;
+        history.emplace(in, out, std::move(ho), [&](const std::string& line) -> Status {
+            if (auto s = write_line(history_fd, line); !s)
+                return std::unexpected(s.error().with_context(trace_file));
+            return {};
+        });
+    }
+    auto outcome =
+        history ? (*session)->run(history->source(), history->sink(), runtime::AtEof::kDeliver)
+                : (*session)->run(in, out, runtime::AtEof::kDeliver);
+    if (history_fd >= 0 && ::close(history_fd) != 0) {
+        diag.error(fmt::format("{}: cannot write: {}", trace_file, std::strerror(errno)));
+        return runtime::kExitHostError;
+    }
     if (!outcome) {
         diag.error(outcome.error().describe());
         return runtime::kExitHostError;

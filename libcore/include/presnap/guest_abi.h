@@ -21,7 +21,7 @@
 
 #include <stdint.h>
 
-#define PSN_ABI_VERSION 2u
+#define PSN_ABI_VERSION 3u
 
 /* ---- Fixed layout (guest physical = guest virtual) ---- */
 #define PSN_PAGE_SIZE 4096ull
@@ -132,10 +132,14 @@ struct psn_hc_exit {
     uint64_t out_len;  /* IN */
 };
 
+/* PSN_HC_FAULT. Every exception but #BP (vector 3) is final: the monitor
+ * never resumes the vCPU. A #BP may be resumed (the monitor's tracer placed
+ * the int3, see snaprun --trace): the monitor then writes `rip` and the
+ * handler continues the program there with every register as it was. */
 struct psn_hc_fault {
     uint64_t vector; /* IN: exception vector */
     uint64_t error_code;
-    uint64_t rip;
+    uint64_t rip; /* IN: the frame's rip; OUT (#BP resumed): where to continue */
     uint64_t cs;
     uint64_t rflags;
     uint64_t rsp;

@@ -22,6 +22,7 @@ static void hypercall(unsigned nr, void* arg) {
 static struct psn_hc_input in;
 static struct psn_hc_notice note;
 static struct psn_hc_exit ex;
+static volatile char* scattered;
 static char message[] = "forged\nsnaprun: note: this line was forged by the guest";
 
 static void attack(const char* what) {
@@ -66,7 +67,14 @@ static void attack(const char* what) {
         volatile char* p = malloc(n);
         for (size_t off = 0; off < n; off += 8192)
             p[off] = 1;
+        scattered = p;
         printf("scattered %zu pages\n", n / 8192);
+    } else if (!strcmp(what, "touch")) {
+        /* Read back every page "scatter" wrote. */
+        size_t sum = 0;
+        for (size_t off = 0; scattered && off < (192u << 20); off += 8192)
+            sum += (size_t)scattered[off];
+        printf("touched %zu\n", sum);
     } else {
         printf("ok %s\n", what);
     }

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -41,6 +42,10 @@ struct HistoryRequest {
     std::vector<uint64_t> segments; // segment ids in first-hit order, no repeats
     double latency_us = 0;
     std::string snapshot; // which snapshot served it ("" = cold boot)
+    // Optional keys (history.md, "Outcome keys"): written when the writer knows.
+    std::optional<uint64_t> index;        // 1-based request number since the cold boot
+    std::optional<uint64_t> response_len; // stdout bytes of its response
+    std::optional<bool> failed;           // no wait point, stderr output, or an error response
 };
 
 std::string format_history_header(const HistoryHeader& h);   // one line, with '\n'

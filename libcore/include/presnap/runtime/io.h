@@ -39,6 +39,10 @@ struct RequestInfo {
     double us = 0;               // delivery to wait point, wall time
     uint64_t exits = 0;          // VM exits during the request (1 = the wait point only)
     uint64_t host_faults = 0;    // minor page faults of the vCPU thread during the request
+    // Tracing (runtime/trace.h): whether this request was traced, and the
+    // segment numbers of the trace points it reached, in first-hit order.
+    bool traced = false;
+    std::vector<uint32_t> segments;
 };
 
 class ResponseSink {
@@ -50,6 +54,13 @@ class ResponseSink {
     // program reached its first wait point; what it wrote before is start-up
     // output, not a response.
     virtual Status end_response(const RequestInfo& info) {
+        (void)info;
+        return {};
+    }
+    // The program stopped during request `info.index` (it exited, crashed,
+    // timed out or broke a limit) before its wait point; `info` has the
+    // figures so far. The run's outcome says why.
+    virtual Status end_unfinished(const RequestInfo& info) {
         (void)info;
         return {};
     }

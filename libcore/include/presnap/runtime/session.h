@@ -21,6 +21,7 @@
 #include "presnap/error.h"
 #include "presnap/guest_abi.h"
 #include "presnap/runtime/io.h"
+#include "presnap/runtime/trace.h"
 #include "presnap/snapshot/image.h"
 #include "presnap/snapshot/monitor_state.h"
 #include "presnap/vmm/guest_memory.h"
@@ -64,6 +65,9 @@ struct SessionOptions {
     std::optional<uint64_t> restore_seed;
     // Receives warnings (unsupported syscalls, out of memory ...), one line each.
     std::function<void(const std::string&)> warn;
+    // Which segments each request runs (runtime/trace.h): reported in
+    // RequestInfo::segments of the traced requests.
+    TraceOptions trace;
 };
 
 // What run() does when the source has no more requests.
@@ -127,6 +131,11 @@ class Session {
     static Result<std::unique_ptr<Session>> create(uint64_t mem_size,
                                                    const SessionOptions& options);
     ~Session();
+    // Makes a used Session like a fresh create(): zero memory, no memory
+    // slot, no requests, same VM and vCPU. A pool restores into it instead
+    // of creating a VM (snapshot::restore_into()).
+    Status reset();
+    uint64_t memory_size() const;
     Session(const Session&) = delete;
     Session& operator=(const Session&) = delete;
 
@@ -140,6 +149,10 @@ class Session {
     // until `in` runs dry at a wait point. May be called again after
     // kWaiting; not after any other outcome.
     Result<RunOutcome> run(RequestSource& in, ResponseSink& out, AtEof at_eof);
+
+    // Replaces the tracing options (before the first run() or at a wait
+    // point); request sampling counts from the next request.
+    Status set_trace(const TraceOptions& trace);
 
     // True between a kWaiting run() (or resume()) and the next run().
     bool at_wait_point() const;

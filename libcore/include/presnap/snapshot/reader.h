@@ -9,8 +9,9 @@
 // A SnapshotFile is immutable after open(): its const methods may be called
 // from several threads. It maps the whole file read-only; files are replaced
 // by rename, never rewritten in place, so the mapping stays valid.
-// XXX: a file truncated in place by someone else while open would raise
-// SIGBUS on access; presnap's writers never do that.
+// A file truncated in place by someone else while open raises SIGBUS on
+// access (presnap's writers never do that): snaprun turns it into an error
+// of its own; a long-running server should hold sealed in-memory copies.
 #pragma once
 
 #include <cstdint>

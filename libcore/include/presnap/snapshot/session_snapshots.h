@@ -25,6 +25,10 @@
 
 namespace presnap::snapshot {
 
+// The executable a snapshot was made from, as recorded in it, if it is still
+// at that path with the same content (tracing needs its symbols' addresses).
+Result<std::string> recorded_executable(const SnapshotFile& snapshot);
+
 // ---- Restore ----
 
 struct RestoreOptions {
@@ -43,6 +47,9 @@ struct RestoreOptions {
 // reaches a guest unnoticed.
 Result<std::vector<SnapshotFile>> open_chain(const std::vector<std::string>& paths,
                                              DataCheck data_check = DataCheck::kSection);
+// Pointers to the files of an open chain, in order, as restore() takes them.
+std::vector<const SnapshotFile*> links_of(const std::vector<SnapshotFile>& files);
+
 // Checks the links of an already open chain (kinds, parents, host CPU).
 Status check_chain(std::span<const SnapshotFile* const> chain);
 
@@ -50,6 +57,12 @@ Status check_chain(std::span<const SnapshotFile* const> chain);
 // files must stay open while the Session lives (their pages are mapped).
 Result<std::unique_ptr<runtime::Session>> restore(std::span<const SnapshotFile* const> chain,
                                                   const RestoreOptions& options);
+
+// The same into a Session that already exists (a pooled VM): it is reset,
+// then restored; its memory size must be the chain's. Saves creating the VM
+// and its vCPU.
+Status restore_into(runtime::Session& session, std::span<const SnapshotFile* const> chain,
+                    const RestoreOptions& options);
 
 // ---- Capture ----
 
@@ -79,7 +92,8 @@ Result<WriteSummary> capture_to_file(runtime::Session& session, const std::strin
 // capture() + serialize_snapshot() + adopt(): a snapshot in memory, no file.
 Result<SnapshotFile> capture_to_memory(runtime::Session& session, const WriteOptions& options = {});
 
-// Writes `image` to memory and parses it back (an image one can restore).
+// Writes `image` to memory and opens it (a snapshot one can restore): a
+// sealed memfd, so that restores map its raw runs as they would a file's.
 Result<SnapshotFile> to_memory(const SnapshotImage& image, const WriteOptions& options = {},
                                WriteSummary* summary = nullptr);
 

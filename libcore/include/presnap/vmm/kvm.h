@@ -40,6 +40,8 @@ class Vm {
 
     // Maps `size` bytes at `host` as guest physical [0, size) in slot 0.
     Status set_memory(void* host, uint64_t size, bool log_dirty);
+    // Deletes slot 0 (a pooled VM about to get new memory).
+    Status clear_memory();
     // Pages written by the guest since the last call (or since logging began),
     // one bit per page; needs set_memory(..., log_dirty = true).
     Result<std::vector<uint64_t>> dirty_log(uint64_t size) const;

@@ -30,8 +30,10 @@ struct VcpuExpectations {
 // MXCSR) and returns the first problem.
 Status validate_vcpu_state(const snapshot::VcpuState& state, const VcpuExpectations& expect);
 
-// validate_vcpu_state, then CPUID, sregs, XCRs, XSAVE, MSRs and regs.
+// validate_vcpu_state, then CPUID (unless `cpu` is null: a vCPU that has
+// run keeps the CPUID it was given, and KVM refuses to change it), sregs,
+// XCRs, XSAVE, MSRs and regs.
 Status restore_vcpu(Vcpu& vcpu, const snapshot::VcpuState& state, const VcpuExpectations& expect,
-                    const GuestCpu& cpu);
+                    const GuestCpu* cpu);
 
 } // namespace presnap::vmm
