@@ -4,6 +4,7 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <iostream>
 #include <sstream>
 
 #include <llvm/ProfileData/InstrProf.h>
@@ -18,7 +19,15 @@ namespace presnap::analysis::detail {
 
 namespace {
 
+// "-" is standard input (pea-analyze --history -).
 Result<std::string> slurp(const std::string& path) {
+    if (path == "-") {
+        std::ostringstream ss;
+        ss << std::cin.rdbuf();
+        if (std::cin.bad())
+            return std::unexpected(Error{Errc::kIo, "cannot read", path});
+        return ss.str();
+    }
     std::ifstream in(path, std::ios::binary);
     if (!in) {
         std::string why = std::strerror(errno);

@@ -1,174 +1,46 @@
 #include "presnap/snapshot/describe.h"
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 namespace presnap::snapshot {
 namespace {
 
-// A recursive-descent check of RFC 8259 syntax.
-class JsonChecker {
+using Json = nlohmann::ordered_json;
+
+// nlohmann-json's parser, with the nesting limit the format sets: a SAX
+// handler that keeps nothing but the depth.
+class DepthLimit final : public nlohmann::json_sax<Json> {
   public:
-    explicit JsonChecker(std::string_view text) : s_(text) {}
-
-    bool check() {
-        ws();
-        if (!value(0))
-            return false;
-        ws();
-        return pos_ == s_.size();
-    }
-    std::size_t position() const { return pos_; }
-
-  private:
-    static constexpr int kMaxDepth = 64;
-
-    bool at_end() const { return pos_ >= s_.size(); }
-    char peek() const { return at_end() ? '\0' : s_[pos_]; }
-    void ws() {
-        while (!at_end() &&
-               (s_[pos_] == ' ' || s_[pos_] == '\t' || s_[pos_] == '\n' || s_[pos_] == '\r'))
-            ++pos_;
-    }
-    bool literal(std::string_view word) {
-        if (s_.substr(pos_, word.size()) != word)
-            return false;
-        pos_ += word.size();
-        return true;
-    }
-    bool value(int depth) {
-        switch (peek()) {
-        case '{':
-            return object(depth + 1);
-        case '[':
-            return array(depth + 1);
-        case '"':
-            return string();
-        case 't':
-            return literal("true");
-        case 'f':
-            return literal("false");
-        case 'n':
-            return literal("null");
-        default:
-            return number();
-        }
-    }
-    bool object(int depth) {
-        if (depth > kMaxDepth)
-            return false;
-        ++pos_; // {
-        ws();
-        if (peek() == '}') {
-            ++pos_;
-            return true;
-        }
-        for (;;) {
-            ws();
-            if (peek() != '"' || !string())
-                return false;
-            ws();
-            if (peek() != ':')
-                return false;
-            ++pos_;
-            ws();
-            if (!value(depth))
-                return false;
-            ws();
-            if (peek() == ',') {
-                ++pos_;
-                continue;
-            }
-            if (peek() != '}')
-                return false;
-            ++pos_;
-            return true;
-        }
-    }
-    bool array(int depth) {
-        if (depth > kMaxDepth)
-            return false;
-        ++pos_; // [
-        ws();
-        if (peek() == ']') {
-            ++pos_;
-            return true;
-        }
-        for (;;) {
-            ws();
-            if (!value(depth))
-                return false;
-            ws();
-            if (peek() == ',') {
-                ++pos_;
-                continue;
-            }
-            if (peek() != ']')
-                return false;
-            ++pos_;
-            return true;
-        }
-    }
-    static bool is_hex(char c) {
-        return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
-    }
-    bool string() {
-        ++pos_; // "
-        while (!at_end()) {
-            const auto c = static_cast<unsigned char>(s_[pos_]);
-            if (c == '"') {
-                ++pos_;
-                return true;
-            }
-            if (c < 0x20)
-                return false;
-            if (c == '\\') {
-                ++pos_;
-                const char e = peek();
-                if (e == 'u') {
-                    for (int i = 1; i <= 4; ++i)
-                        if (pos_ + i >= s_.size() || !is_hex(s_[pos_ + i]))
-                            return false;
-                    pos_ += 5;
-                    continue;
-                }
-                if (std::string_view("\"\\/bfnrt").find(e) == std::string_view::npos || e == 0)
-                    return false;
-            }
-            ++pos_;
-        }
+    static constexpr std::size_t kMaxDepth = 64;
+    bool null() override { return true; }
+    bool boolean(bool) override { return true; }
+    bool number_integer(number_integer_t) override { return true; }
+    bool number_unsigned(number_unsigned_t) override { return true; }
+    bool number_float(number_float_t, const string_t&) override { return true; }
+    bool string(string_t&) override { return true; }
+    bool binary(binary_t&) override { return false; }
+    bool start_object(std::size_t) override { return ++depth_ <= kMaxDepth; }
+    bool key(string_t&) override { return true; }
+    bool end_object() override { return --depth_, true; }
+    bool start_array(std::size_t) override { return ++depth_ <= kMaxDepth; }
+    bool end_array() override { return --depth_, true; }
+    bool parse_error(std::size_t position, const std::string&,
+                     const nlohmann::detail::exception&) override {
+        // The parser counts bytes read, the offending one included.
+        error_offset = position == 0 ? 0 : position - 1;
         return false;
     }
-    bool digits() {
-        const std::size_t start = pos_;
-        while (!at_end() && s_[pos_] >= '0' && s_[pos_] <= '9')
-            ++pos_;
-        return pos_ > start;
-    }
-    bool number() {
-        if (peek() == '-')
-            ++pos_;
-        if (peek() == '0')
-            ++pos_;
-        else if (!digits())
-            return false;
-        if (peek() == '.') {
-            ++pos_;
-            if (!digits())
-                return false;
-        }
-        if (peek() == 'e' || peek() == 'E') {
-            ++pos_;
-            if (peek() == '+' || peek() == '-')
-                ++pos_;
-            if (!digits())
-                return false;
-        }
-        return true;
-    }
+    std::size_t error_offset = 0;
 
-    std::string_view s_;
-    std::size_t pos_ = 0;
+  private:
+    std::size_t depth_ = 0;
 };
+
+// A hash, a checksum, an address: hexadecimal strings in the JSON form.
+std::string hex(std::uint64_t v, const char* spec = "{:#x}") {
+    return fmt::format(fmt::runtime(spec), v);
+}
 
 std::string flag_names(std::uint32_t flags) {
     std::string out;
@@ -186,41 +58,17 @@ std::string section_flag_names(std::uint32_t flags) {
 } // namespace
 
 bool is_valid_json(std::string_view text, std::size_t* error_offset) {
-    JsonChecker checker(text);
-    const bool ok = checker.check();
+    DepthLimit sax;
+    const bool ok = Json::sax_parse(text.begin(), text.end(), &sax);
     if (!ok && error_offset)
-        *error_offset = checker.position();
+        *error_offset = sax.error_offset;
     return ok;
 }
 
 std::string json_quote(std::string_view text) {
-    std::string out = "\"";
-    for (char ch : text) {
-        const auto c = static_cast<unsigned char>(ch);
-        switch (c) {
-        case '"':
-            out += "\\\"";
-            break;
-        case '\\':
-            out += "\\\\";
-            break;
-        case '\n':
-            out += "\\n";
-            break;
-        case '\r':
-            out += "\\r";
-            break;
-        case '\t':
-            out += "\\t";
-            break;
-        default:
-            if (c < 0x20)
-                out += fmt::format("\\u{:04x}", c);
-            else
-                out += ch;
-        }
-    }
-    return out + "\"";
+    // Paths and names are bytes; invalid UTF-8 becomes U+FFFD rather than
+    // an exception.
+    return Json(std::string(text)).dump(-1, ' ', false, Json::error_handler_t::replace);
 }
 
 std::string describe_text(const SnapshotFile& f, const DescribeOptions& options) {
@@ -290,112 +138,76 @@ std::string describe_text(const SnapshotFile& f, const DescribeOptions& options)
 }
 
 std::string describe_json(const SnapshotFile& f, const DescribeOptions& options) {
-    std::string o = "{";
-    auto key = [&](std::string_view k) {
-        if (o.size() > 1)
-            o += ",";
-        o += json_quote(k) + ":";
-    };
-    key("format_version");
-    o += json_quote(fmt::format("{}.{}", f.major_version(), f.minor_version()));
-    key("kind");
-    o += json_quote(kind_name(static_cast<std::uint32_t>(f.kind())));
-    key("flags");
-    o += fmt::format("{}", f.flags());
-    key("deterministic");
-    o += (f.flags() & kFlagDeterministic) ? "true" : "false";
-    key("guest_memory_size");
-    o += fmt::format("{}", f.guest_memory_size());
-    key("page_size");
-    o += fmt::format("{}", kPageSize);
-    key("file_size");
-    o += fmt::format("{}", f.file_size());
-    key("content_hash");
-    o += json_quote(f.content_hash().hex());
-    key("parent");
-    o += f.parent() ? json_quote(f.parent()->hex()) : "null";
-    key("executable");
+    Json o;
+    o["format_version"] = fmt::format("{}.{}", f.major_version(), f.minor_version());
+    o["kind"] = kind_name(static_cast<std::uint32_t>(f.kind()));
+    o["flags"] = f.flags();
+    o["deterministic"] = (f.flags() & kFlagDeterministic) != 0;
+    o["guest_memory_size"] = f.guest_memory_size();
+    o["page_size"] = kPageSize;
+    o["file_size"] = f.file_size();
+    o["content_hash"] = f.content_hash().hex();
+    o["parent"] = f.parent() ? Json(f.parent()->hex()) : Json(nullptr);
     if (const auto& e = f.executable())
-        o += fmt::format("{{\"path\":{},\"size\":{},\"content_hash\":{}}}", json_quote(e->path),
-                         e->size, json_quote(e->content_hash.hex()));
+        o["executable"] = {
+            {"path", e->path}, {"size", e->size}, {"content_hash", e->content_hash.hex()}};
     else
-        o += "null";
+        o["executable"] = nullptr;
     const CpuFeatures& cpu = f.cpu_features();
-    key("cpu");
-    o += fmt::format("{{\"vendor\":{},\"xcr0\":{},\"features\":[", json_quote(cpu.vendor),
-                     json_quote(fmt::format("{:#x}", cpu.xcr0)));
-    bool first = true;
-    for (const std::string& name : cpu_feature_names(cpu)) {
-        o += (first ? "" : ",") + json_quote(name);
-        first = false;
-    }
-    o += "],\"words\":[";
-    first = true;
-    for (const CpuidWord& w : cpu.words) {
-        o +=
-            fmt::format("{}{{\"leaf\":{},\"subleaf\":{},\"reg\":{},\"bits\":{}}}", first ? "" : ",",
-                        json_quote(fmt::format("{:#x}", w.leaf)), w.subleaf,
-                        json_quote(std::array{"eax", "ebx", "ecx", "edx"}[static_cast<int>(w.reg)]),
-                        json_quote(fmt::format("{:#010x}", w.bits)));
-        first = false;
-    }
-    o += "]}";
-    key("vcpu");
-    o += fmt::format("{{\"regs_size\":{},\"sregs_size\":{},\"xsave_size\":{},\"xcrs_size\":{},"
-                     "\"msrs\":[",
-                     f.regs().size(), f.sregs().size(), f.xsave().size(), f.xcrs().size());
-    first = true;
-    for (const Msr& m : f.msrs()) {
-        o += fmt::format("{}{{\"index\":{},\"value\":{}}}", first ? "" : ",",
-                         json_quote(fmt::format("{:#x}", m.index)),
-                         json_quote(fmt::format("{:#x}", m.value)));
-        first = false;
-    }
-    o += "]}";
-    key("monitor_state_size");
-    o += fmt::format("{}", f.monitor_state().size());
+    Json words = Json::array();
+    for (const CpuidWord& w : cpu.words)
+        words.push_back({{"leaf", hex(w.leaf)},
+                         {"subleaf", w.subleaf},
+                         {"reg", std::array{"eax", "ebx", "ecx", "edx"}[static_cast<int>(w.reg)]},
+                         {"bits", hex(w.bits, "{:#010x}")}});
+    o["cpu"] = {{"vendor", cpu.vendor},
+                {"xcr0", hex(cpu.xcr0)},
+                {"features", cpu_feature_names(cpu)},
+                {"words", std::move(words)}};
+    Json msrs = Json::array();
+    for (const Msr& m : f.msrs())
+        msrs.push_back({{"index", hex(m.index)}, {"value", hex(m.value)}});
+    o["vcpu"] = {{"regs_size", f.regs().size()},
+                 {"sregs_size", f.sregs().size()},
+                 {"xsave_size", f.xsave().size()},
+                 {"xcrs_size", f.xcrs().size()},
+                 {"msrs", std::move(msrs)}};
+    o["monitor_state_size"] = f.monitor_state().size();
     const MemoryStats m = f.memory_stats();
-    key("memory");
-    o += fmt::format("{{\"runs\":{},\"raw_runs\":{},\"zstd_runs\":{},\"zero_runs\":{},"
-                     "\"pages_stored\":{},\"zero_pages\":{},\"raw_bytes\":{},\"stored_bytes\":{}}}",
-                     m.runs, m.raw_runs, m.zstd_runs, m.zero_runs, m.pages_stored, m.zero_pages,
-                     m.raw_bytes, m.stored_bytes);
+    o["memory"] = {
+        {"runs", m.runs},           {"raw_runs", m.raw_runs},         {"zstd_runs", m.zstd_runs},
+        {"zero_runs", m.zero_runs}, {"pages_stored", m.pages_stored}, {"zero_pages", m.zero_pages},
+        {"raw_bytes", m.raw_bytes}, {"stored_bytes", m.stored_bytes}};
     std::uint64_t ws_pages = 0;
     for (const PageRange& r : f.working_set())
         ws_pages += r.page_count;
-    key("working_set");
-    o += fmt::format("{{\"pages\":{},\"ranges\":{}}}", ws_pages, f.working_set().size());
-    key("sections");
-    o += "[";
-    first = true;
-    for (const SectionInfo& s : f.sections()) {
-        o += fmt::format("{}{{\"index\":{},\"type\":{},\"type_number\":{},\"flags\":{},"
-                         "\"offset\":{},\"size\":{},\"checksum\":{}}}",
-                         first ? "" : ",", s.index, json_quote(section_name(s.type)), s.type,
-                         s.flags, s.offset, s.size, json_quote(fmt::format("{:016x}", s.checksum)));
-        first = false;
-    }
-    o += "]";
+    o["working_set"] = {{"pages", ws_pages}, {"ranges", f.working_set().size()}};
+    Json sections = Json::array();
+    for (const SectionInfo& s : f.sections())
+        sections.push_back({{"index", s.index},
+                            {"type", section_name(s.type)},
+                            {"type_number", s.type},
+                            {"flags", s.flags},
+                            {"offset", s.offset},
+                            {"size", s.size},
+                            {"checksum", hex(s.checksum, "{:016x}")}});
+    o["sections"] = std::move(sections);
     if (options.list_runs) {
-        key("page_runs");
-        o += "[";
-        first = true;
-        for (const PageRun& r : f.page_runs()) {
-            o += fmt::format("{}{{\"first_page\":{},\"page_count\":{},\"encoding\":{},"
-                             "\"file_offset\":{},\"stored_size\":{},\"checksum\":{}}}",
-                             first ? "" : ",", r.first_page, r.page_count,
-                             json_quote(encoding_name(static_cast<std::uint32_t>(r.encoding))),
-                             r.file_offset, r.stored_size,
-                             json_quote(fmt::format("{:016x}", r.checksum)));
-            first = false;
-        }
-        o += "]";
+        Json runs = Json::array();
+        for (const PageRun& r : f.page_runs())
+            runs.push_back({{"first_page", r.first_page},
+                            {"page_count", r.page_count},
+                            {"encoding", encoding_name(static_cast<std::uint32_t>(r.encoding))},
+                            {"file_offset", r.file_offset},
+                            {"stored_size", r.stored_size},
+                            {"checksum", hex(r.checksum, "{:016x}")}});
+        o["page_runs"] = std::move(runs);
     }
-    key("metadata");
-    // The reader checked that the section is valid JSON.
+    // The reader checked that the section is valid JSON; it is embedded as
+    // parsed, keys in their order.
     const std::string_view meta = f.metadata_json();
-    o += meta.empty() ? std::string("null") : std::string(meta);
-    return o + "}";
+    o["metadata"] = meta.empty() ? Json(nullptr) : Json::parse(meta.begin(), meta.end());
+    return o.dump(-1, ' ', false, Json::error_handler_t::replace);
 }
 
 } // namespace presnap::snapshot

@@ -1,7 +1,11 @@
+// The history and pmap formats' JSON, through nlohmann-json (Debian
+// nlohmann-json3-dev): its SAX parser builds the small Value tree the
+// format readers walk, and its serializer writes strings. What is ours is
+// only what the formats add: strings carry bytes, one code point each
+// (docs/formats/history.md), and nesting is limited.
 #include "json.h"
 
-#include <cerrno>
-#include <cstdlib>
+#include <nlohmann/json.hpp>
 
 #include <fmt/format.h>
 
@@ -27,249 +31,131 @@ std::string_view type_name(Value::Type t) {
 
 namespace {
 
-class Parser {
-  public:
-    explicit Parser(std::string_view t) : t_(t) {}
+constexpr size_t kMaxDepth = 64;
 
-    bool document(Value& out, std::string& err) {
-        if (!value(out, 0))
-            return fail(err);
-        skip_ws();
-        if (pos_ != t_.size()) {
-            msg_ = "trailing characters after the JSON value";
-            return fail(err);
+// UTF-8 (what the parser returns) back to bytes, one per code point
+// U+0000..U+00FF; false for a code point above U+00FF.
+bool code_points_to_bytes(const std::string& utf8, std::string& out) {
+    out.clear();
+    for (size_t i = 0; i < utf8.size(); ++i) {
+        auto c = static_cast<unsigned char>(utf8[i]);
+        if (c < 0x80) {
+            out.push_back(static_cast<char>(c));
+        } else if ((c & 0xe0) == 0xc0 && i + 1 < utf8.size()) {
+            unsigned cp = (c & 0x1fu) << 6 | (static_cast<unsigned char>(utf8[++i]) & 0x3fu);
+            if (cp > 0xff)
+                return false;
+            out.push_back(static_cast<char>(cp));
+        } else {
+            return false; // three or four bytes: above U+07FF
         }
+    }
+    return true;
+}
+
+// Builds a Value; the first problem stops the parse with its message.
+class Builder final : public nlohmann::json_sax<nlohmann::json> {
+  public:
+    explicit Builder(Value& root) : root_(root) {}
+
+    bool null() override { return put(Value{}); }
+    bool boolean(bool b) override {
+        Value v;
+        v.type = Value::Type::kBool;
+        v.boolean = b;
+        return put(std::move(v));
+    }
+    bool number_integer(number_integer_t n) override {
+        return number(static_cast<double>(n), std::to_string(n));
+    }
+    bool number_unsigned(number_unsigned_t n) override {
+        return number(static_cast<double>(n), std::to_string(n));
+    }
+    bool number_float(number_float_t d, const string_t& raw) override { return number(d, raw); }
+    bool string(string_t& s) override {
+        Value v;
+        v.type = Value::Type::kString;
+        if (!code_points_to_bytes(s, v.string))
+            return stop("string escape above \\u00ff (strings carry bytes)");
+        return put(std::move(v));
+    }
+    bool binary(binary_t&) override { return stop("binary value"); }
+    bool start_object(std::size_t) override { return open(Value::Type::kObject); }
+    bool key(string_t& k) override {
+        if (!code_points_to_bytes(k, key_))
+            return stop("key escape above \\u00ff (strings carry bytes)");
         return true;
+    }
+    bool end_object() override { return close(); }
+    bool start_array(std::size_t) override { return open(Value::Type::kArray); }
+    bool end_array() override { return close(); }
+    bool parse_error(std::size_t position, const std::string&,
+                     const nlohmann::detail::exception& ex) override {
+        // nlohmann's position counts the bytes read, the offending one included.
+        column_ = position == 0 ? 1 : position;
+        msg_ = ex.what();
+        // "[json.exception.parse_error.101] parse error at line 1, column 19: what"
+        if (auto at = msg_.find(": "); at != std::string::npos)
+            msg_ = msg_.substr(at + 2);
+        if (auto at = msg_.find(": "); msg_.starts_with("syntax error") && at != std::string::npos)
+            msg_ = msg_.substr(at + 2);
+        return false;
+    }
+
+    // A limit of ours (depth, escapes) stops the parse without a position.
+    std::string error() const {
+        return column_ ? fmt::format("column {}: {}", column_, msg_) : msg_;
     }
 
   private:
-    static constexpr int kMaxDepth = 64;
-
-    bool fail(std::string& err) {
-        err = fmt::format("column {}: {}", pos_ + 1, msg_);
+    bool stop(std::string why) {
+        msg_ = std::move(why);
         return false;
     }
-    void skip_ws() {
-        while (pos_ < t_.size() &&
-               (t_[pos_] == ' ' || t_[pos_] == '\t' || t_[pos_] == '\r' || t_[pos_] == '\n'))
-            pos_++;
-    }
-    bool expect_word(std::string_view w) {
-        if (t_.substr(pos_, w.size()) != w) {
-            msg_ = fmt::format("invalid literal (expected {})", w);
-            return false;
-        }
-        pos_ += w.size();
-        return true;
-    }
-    bool value(Value& v, int depth) {
-        if (depth > kMaxDepth) {
-            msg_ = "nesting too deep";
-            return false;
-        }
-        skip_ws();
-        if (pos_ >= t_.size()) {
-            msg_ = "unexpected end of line (expected a value)";
-            return false;
-        }
-        char c = t_[pos_];
-        if (c == '{')
-            return object(v, depth);
-        if (c == '[')
-            return array(v, depth);
-        if (c == '"') {
-            v.type = Value::Type::kString;
-            return string(v.string);
-        }
-        if (c == 't') {
-            v.type = Value::Type::kBool;
-            v.boolean = true;
-            return expect_word("true");
-        }
-        if (c == 'f') {
-            v.type = Value::Type::kBool;
-            return expect_word("false");
-        }
-        if (c == 'n') {
-            v.type = Value::Type::kNull;
-            return expect_word("null");
-        }
-        if (c == '-' || (c >= '0' && c <= '9'))
-            return number(v);
-        msg_ = fmt::format("unexpected character '{}'", c);
-        return false;
-    }
-    bool number(Value& v) {
-        size_t start = pos_;
-        if (t_[pos_] == '-')
-            pos_++;
-        while (pos_ < t_.size() &&
-               ((t_[pos_] >= '0' && t_[pos_] <= '9') || t_[pos_] == '.' || t_[pos_] == 'e' ||
-                t_[pos_] == 'E' || t_[pos_] == '+' || t_[pos_] == '-'))
-            pos_++;
+    bool number(double d, std::string raw) {
+        Value v;
         v.type = Value::Type::kNumber;
-        v.string = std::string(t_.substr(start, pos_ - start));
-        char* end = nullptr;
-        errno = 0;
-        v.number = std::strtod(v.string.c_str(), &end);
-        if (end != v.string.c_str() + v.string.size() || errno == ERANGE) {
-            pos_ = start;
-            msg_ = fmt::format("invalid number '{}'", v.string);
-            return false;
+        v.number = d;
+        v.string = std::move(raw);
+        return put(std::move(v));
+    }
+    // Puts a finished value where it belongs: the root, an array, or under
+    // the last key of an object.
+    Value* put_slot(Value v) {
+        if (stack_.empty()) {
+            root_ = std::move(v);
+            return &root_;
         }
+        Value& parent = *stack_.back();
+        if (parent.type == Value::Type::kArray) {
+            parent.array.push_back(std::move(v));
+            return &parent.array.back();
+        }
+        Value& slot = parent.object[key_];
+        slot = std::move(v);
+        return &slot;
+    }
+    bool put(Value v) {
+        put_slot(std::move(v));
         return true;
     }
-    static int hexval(char c) {
-        if (c >= '0' && c <= '9')
-            return c - '0';
-        if (c >= 'a' && c <= 'f')
-            return c - 'a' + 10;
-        if (c >= 'A' && c <= 'F')
-            return c - 'A' + 10;
-        return -1;
+    bool open(Value::Type t) {
+        if (stack_.size() >= kMaxDepth)
+            return stop(fmt::format("nested deeper than {} levels", kMaxDepth));
+        Value v;
+        v.type = t;
+        stack_.push_back(put_slot(std::move(v)));
+        return true;
     }
-    bool string(std::string& out) {
-        pos_++; // opening quote
-        out.clear();
-        while (pos_ < t_.size()) {
-            char c = t_[pos_++];
-            if (c == '"')
-                return true;
-            if (static_cast<unsigned char>(c) < 0x20) {
-                pos_--;
-                msg_ = "control character in string";
-                return false;
-            }
-            if (c != '\\') {
-                out.push_back(c);
-                continue;
-            }
-            if (pos_ >= t_.size())
-                break;
-            char e = t_[pos_++];
-            switch (e) {
-            case '"':
-                out.push_back('"');
-                break;
-            case '\\':
-                out.push_back('\\');
-                break;
-            case '/':
-                out.push_back('/');
-                break;
-            case 'b':
-                out.push_back('\b');
-                break;
-            case 'f':
-                out.push_back('\f');
-                break;
-            case 'n':
-                out.push_back('\n');
-                break;
-            case 'r':
-                out.push_back('\r');
-                break;
-            case 't':
-                out.push_back('\t');
-                break;
-            case 'u': {
-                unsigned cp = 0;
-                for (int i = 0; i < 4; i++) {
-                    int h = pos_ < t_.size() ? hexval(t_[pos_]) : -1;
-                    if (h < 0) {
-                        msg_ = "invalid \\u escape";
-                        return false;
-                    }
-                    cp = cp * 16 + static_cast<unsigned>(h);
-                    pos_++;
-                }
-                // Strings in presnap formats carry bytes: one code point per
-                // byte (history.md), so only U+0000..U+00FF are meaningful.
-                if (cp > 0xff) {
-                    msg_ = fmt::format("escape \\u{:04x} is not a byte (expected at most \\u00ff)",
-                                       cp);
-                    return false;
-                }
-                out.push_back(static_cast<char>(cp));
-                break;
-            }
-            default:
-                msg_ = fmt::format("invalid escape '\\{}'", e);
-                return false;
-            }
-        }
-        msg_ = "unterminated string";
-        return false;
-    }
-    bool array(Value& v, int depth) {
-        v.type = Value::Type::kArray;
-        pos_++;
-        skip_ws();
-        if (pos_ < t_.size() && t_[pos_] == ']') {
-            pos_++;
-            return true;
-        }
-        for (;;) {
-            Value item;
-            if (!value(item, depth + 1))
-                return false;
-            v.array.push_back(std::move(item));
-            skip_ws();
-            if (pos_ < t_.size() && t_[pos_] == ',') {
-                pos_++;
-                continue;
-            }
-            if (pos_ < t_.size() && t_[pos_] == ']') {
-                pos_++;
-                return true;
-            }
-            msg_ = "expected ',' or ']' in array";
-            return false;
-        }
-    }
-    bool object(Value& v, int depth) {
-        v.type = Value::Type::kObject;
-        pos_++;
-        skip_ws();
-        if (pos_ < t_.size() && t_[pos_] == '}') {
-            pos_++;
-            return true;
-        }
-        for (;;) {
-            skip_ws();
-            if (pos_ >= t_.size() || t_[pos_] != '"') {
-                msg_ = "expected a string key in object";
-                return false;
-            }
-            std::string key;
-            if (!string(key))
-                return false;
-            skip_ws();
-            if (pos_ >= t_.size() || t_[pos_] != ':') {
-                msg_ = "expected ':' after key";
-                return false;
-            }
-            pos_++;
-            Value item;
-            if (!value(item, depth + 1))
-                return false;
-            v.object[key] = std::move(item);
-            skip_ws();
-            if (pos_ < t_.size() && t_[pos_] == ',') {
-                pos_++;
-                continue;
-            }
-            if (pos_ < t_.size() && t_[pos_] == '}') {
-                pos_++;
-                return true;
-            }
-            msg_ = "expected ',' or '}' in object";
-            return false;
-        }
+    bool close() {
+        stack_.pop_back();
+        return true;
     }
 
-    std::string_view t_;
-    size_t pos_ = 0;
+    Value& root_;
+    std::vector<Value*> stack_; // open arrays and objects; a child never moves its parent
+    std::string key_;
+    size_t column_ = 0;
     std::string msg_;
 };
 
@@ -277,37 +163,37 @@ class Parser {
 
 bool parse(std::string_view text, Value& out, std::string& err) {
     out = Value{};
-    return Parser(text).document(out, err);
+    Builder b(out);
+    if (nlohmann::json::sax_parse(text.begin(), text.end(), &b))
+        return true;
+    err = b.error();
+    return false;
 }
 
 std::string quote(std::string_view bytes) {
-    std::string s = "\"";
+    // Each byte is one code point (docs/formats/history.md): as UTF-8 for
+    // the serializer, which writes every code point above U+007F as \u00XX.
+    std::string utf8;
+    utf8.reserve(bytes.size());
     for (unsigned char c : bytes) {
-        switch (c) {
-        case '"':
-            s += "\\\"";
-            break;
-        case '\\':
-            s += "\\\\";
-            break;
-        case '\n':
-            s += "\\n";
-            break;
-        case '\r':
-            s += "\\r";
-            break;
-        case '\t':
-            s += "\\t";
-            break;
-        default:
-            if (c < 0x20 || c >= 0x7f)
-                s += fmt::format("\\u{:04x}", c);
-            else
-                s.push_back(static_cast<char>(c));
+        if (c < 0x80) {
+            utf8.push_back(static_cast<char>(c));
+        } else {
+            utf8.push_back(static_cast<char>(0xc0 | c >> 6));
+            utf8.push_back(static_cast<char>(0x80 | (c & 0x3f)));
         }
     }
-    s += '"';
-    return s;
+    std::string s = nlohmann::json(std::move(utf8)).dump(-1, ' ', /*ensure_ascii=*/true);
+    // The format writes DEL as \u007f too; a raw 0x7f can only be in a string.
+    std::string out;
+    out.reserve(s.size());
+    for (char c : s) {
+        if (c == '\x7f')
+            out += "\\u007f";
+        else
+            out.push_back(c);
+    }
+    return out;
 }
 
 } // namespace presnap::analysis::json

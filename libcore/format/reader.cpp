@@ -94,6 +94,28 @@ Result<SnapshotFile> SnapshotFile::open(const std::string& path, const OpenOptio
     if (::fstat(storage->fd, &st) != 0)
         return std::unexpected(
             make_errno_error(Errc::kIo, errno, "stat").error().with_context(path));
+    if (S_ISFIFO(st.st_mode) || S_ISCHR(st.st_mode) || S_ISSOCK(st.st_mode)) {
+        // A pipe (`<(cat x.snap)`, a FIFO) cannot be mapped: read it whole
+        // into memory. Raw runs are then copied at restore, not mapped.
+        std::vector<std::uint8_t> bytes;
+        std::uint8_t buf[1 << 16];
+        for (;;) {
+            ssize_t n = ::read(storage->fd, buf, sizeof buf);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n < 0)
+                return std::unexpected(
+                    make_errno_error(Errc::kIo, errno, "read").error().with_context(path));
+            if (n == 0)
+                break;
+            bytes.insert(bytes.end(), buf, buf + n);
+        }
+        auto file = parse(std::move(bytes), options);
+        if (!file)
+            return std::unexpected(file.error().with_context(path));
+        file->path_ = path;
+        return file;
+    }
     if (!S_ISREG(st.st_mode))
         return std::unexpected(
             Error{Errc::kIo, "not a regular file (expected a snapshot file)", path});

@@ -367,14 +367,16 @@ Result<WriteSummary> write_snapshot(const std::string& path, const SnapshotImage
     // Check first, so that a bad image never creates even a temporary file.
     if (auto s = validate_image(image, options); !s)
         return std::unexpected(s.error().with_context(path));
-    if (output_kind(path) == OutputKind::kSpecial) {
-        // /dev/null, a FIFO ...: a rename would replace the node, and a FIFO
-        // cannot seek, so the file is built in memory and written in order.
+    if (const auto kind = output_kind(path); kind != OutputKind::kRegular) {
+        // "-" (standard output), /dev/null, a FIFO ...: a rename would
+        // replace the node, and a pipe cannot seek, so the file is built in
+        // memory and written in order.
         WriteSummary summary;
         auto bytes = serialize_snapshot(image, options, &summary);
         if (!bytes)
             return std::unexpected(bytes.error().with_context(path));
-        int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+        int fd = kind == OutputKind::kStdout ? ::fcntl(1, F_DUPFD_CLOEXEC, 0)
+                                             : ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
         if (fd < 0)
             return std::unexpected(
                 make_errno_error(Errc::kIo, errno, "open").error().with_context(path));

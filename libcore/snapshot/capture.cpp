@@ -13,6 +13,7 @@
 #include <cerrno>
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -93,9 +94,12 @@ Result<Capture> capture(runtime::Session& session) {
     if (!touched)
         return std::unexpected(touched.error());
     img.working_set = to_ranges(*touched);
-    img.metadata_json = fmt::format(
-        R"({{"generator":"presnap {}","requests_total":{},"pages_dirtied":{},"pages_touched":{},"restore_generation":{}}})",
-        kVersion, ms->requests_served, dirty.size(), touched->size(), ms->restore_generation);
+    img.metadata_json = nlohmann::ordered_json{{"generator", fmt::format("presnap {}", kVersion)},
+                                               {"requests_total", ms->requests_served},
+                                               {"pages_dirtied", dirty.size()},
+                                               {"pages_touched", touched->size()},
+                                               {"restore_generation", ms->restore_generation}}
+                            .dump();
     c.pages_dirtied = dirty.size();
     c.touched = std::move(*touched);
     return c;

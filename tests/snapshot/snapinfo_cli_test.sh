@@ -70,11 +70,13 @@ run 4 "$dir/no-such-file.snap"
 [ "$(cat "$tmp/err")" = "snapinfo: error: $dir/no-such-file.snap: open: No such file or directory" ] ||
   fail "missing file: $(cat "$tmp/err")"
 run 2
-[ "$(head -n1 "$tmp/err")" = "snapinfo: error: file is required" ] || fail "no FILE: $(cat "$tmp/err")"
+[ "$(head -n1 "$tmp/err")" = "snapinfo: error: FILE is required" ] || fail "no FILE: $(cat "$tmp/err")"
 run 2 --no-such-option "$dir/full-raw.snap"
 grep -q '^snapinfo: error: ' "$tmp/err" || fail "bad option: $(cat "$tmp/err")"
 run 0 --version
-grep -q '^snapinfo (presnap) [0-9.]*; snapshot format 1.0$' "$tmp/out" || fail "--version: $(cat "$tmp/out")"
+sed -n 1p "$tmp/out" | grep -q '^snapinfo (presnap) [0-9][0-9.]*$' &&
+  [ "$(sed -n 2p "$tmp/out")" = "reads snapshot format 1.0" ] ||
+  fail "--version: $(cat "$tmp/out")"
 
 # --help and the man page name the same options.
 run 0 --help

@@ -1,6 +1,7 @@
 // pea-analyze: LLVM bitcode (+ executable, history, profile) to a probability
 // map. Parses options, calls presnap::analysis::analyze, reports. The
 // options and exit codes are documented in man/pea-analyze.1.
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -18,21 +19,25 @@
 #include "presnap/analysis/analyze.h"
 #include "presnap/analysis/pmap.h"
 
+#include "../common/diag.h"
+
 namespace {
 
-constexpr int kExitOk = 0;
-constexpr int kExitInput = 1;  // an input is unreadable, invalid or does not match
-constexpr int kExitUsage = 2;  // bad command line
-constexpr int kExitOutput = 3; // the output could not be written
+// The tools' common 0, 1, 2 (tools/common/diag.h), then pea-analyze's own.
+using presnap::tools::kExitOk;
+using presnap::tools::kExitUsage;
+constexpr int kExitInput = presnap::tools::kExitFailure; // an input is unreadable, invalid...
+constexpr int kExitOutput = 3;                           // the output could not be written
 
+presnap::tools::Diag diag("pea-analyze");
 void error(const std::string& what) {
-    fmt::print(stderr, "pea-analyze: error: {}\n", what);
+    diag.error(what);
 }
 void warning(const std::string& what) {
-    fmt::print(stderr, "pea-analyze: warning: {}\n", what);
+    diag.warning(what);
 }
 void note(const std::string& what) {
-    fmt::print(stderr, "pea-analyze: note: {}\n", what);
+    diag.note(what);
 }
 
 // Writes to a temporary name in the same directory, flushes, renames: a
@@ -49,12 +54,10 @@ bool write_atomically(const std::string& path, const std::string& data, std::str
         return true;
     }
     if (path == "-") {
-        if (std::fwrite(data.data(), 1, data.size(), stdout) != data.size() ||
-            std::fflush(stdout) != 0) {
-            why = std::strerror(errno);
-            return false;
-        }
-        return true;
+        if (diag.write_stdout(data)) // a closed pipe ends the tool quietly
+            return true;
+        why.clear(); // already reported
+        return false;
     }
     std::string tmp = fmt::format("{}.tmp.{}", path, getpid());
     int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -108,10 +111,10 @@ int main(int argc, char** argv) {
                  "(presnap-pmap(5))",
                  "pea-analyze"};
     app.set_help_flag("-h,--help", "print this help and exit");
-    app.set_version_flag("--version", std::string("pea-analyze (presnap) ") + presnap::kVersion,
-                         "print the version and exit");
-    app.add_option("INPUT", o.inputs, "LLVM 14 bitcode or textual IR files, linked into one module")
-        ->required()
+    bool version = false;
+    app.add_flag("--version", version, "print the version and the formats this reads and writes");
+    app.add_option("INPUT", o.inputs,
+                   "LLVM 14 bitcode or textual IR files, linked into one module (- for stdin)")
         ->type_name("FILE");
     app.add_option("-o,--output", output, "write the map to FILE (default: -, stdout)")
         ->type_name("FILE");
@@ -120,7 +123,8 @@ int main(int argc, char** argv) {
         ->type_name("PROGRAM");
     app.add_option("--entry", entries, "another entry point besides main (repeatable)")
         ->type_name("NAME");
-    app.add_option("--history", history, "execution history (presnap-history(5)) to learn from")
+    app.add_option("--history", history,
+                   "execution history (presnap-history(5)) to learn from, - for stdin")
         ->type_name("FILE");
     app.add_flag("--strict", o.strict, "fail on the first malformed history line");
     app.add_option("--profile", profile, "LLVM instrumented profile (.profdata)")
@@ -142,20 +146,33 @@ int main(int argc, char** argv) {
 
     try {
         app.parse(argc, argv);
-    } catch (const CLI::CallForHelp& e) {
-        return app.exit(e);
-    } catch (const CLI::CallForVersion& e) {
-        return app.exit(e);
+    } catch (const CLI::CallForHelp&) {
+        return diag.write_stdout(app.help()) ? kExitOk : kExitOutput;
     } catch (const CLI::ParseError& e) {
-        std::string msg = e.what();
-        if (!msg.empty())
-            msg[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(msg[0])));
-        while (!msg.empty() && (msg.back() == '.' || msg.back() == '\n'))
-            msg.pop_back();
-        error(msg);
-        note("run 'pea-analyze --help' for the options");
+        diag.usage_error(e);
         return kExitUsage;
     }
+    if (version) {
+        const bool printed =
+            diag.print_version("writes probability map format 1 (text and JSON); reads history "
+                               "format 1");
+        return printed ? kExitOk : kExitOutput;
+    }
+    // Checked here, not by the parser, so that an unknown option is
+    // reported as such first.
+    if (o.inputs.empty()) {
+        diag.usage_error("INPUT is required");
+        return kExitUsage;
+    }
+    if (quiet && verbose) {
+        diag.usage_error("give at most one of -q and -v");
+        return kExitUsage;
+    }
+    if (std::count(o.inputs.begin(), o.inputs.end(), std::string("-")) + (history == "-") > 1) {
+        diag.usage_error("standard input (-) can be read only once");
+        return kExitUsage;
+    }
+    diag.set_quiet(quiet);
     if (!elf.empty())
         o.elf = elf;
     if (!history.empty())
@@ -202,11 +219,8 @@ int main(int argc, char** argv) {
             note(n);
     if (rep->explanation) {
         std::string text = presnap::analysis::format_explanation(*rep->explanation);
-        if (std::fwrite(text.data(), 1, text.size(), stdout) != text.size() ||
-            std::fflush(stdout) != 0) {
-            error(fmt::format("-: cannot write: {}", std::strerror(errno)));
+        if (!diag.write_stdout(text))
             return kExitOutput;
-        }
         if (output == "-")
             return kExitOk;
     }
@@ -214,9 +228,10 @@ int main(int argc, char** argv) {
                             : presnap::analysis::format_pmap_text(rep->map);
     std::string why;
     if (!write_atomically(output, text, why)) {
-        if (!why.empty())
+        if (!why.empty()) {
             why[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(why[0])));
-        error(fmt::format("{}: cannot write: {}", output, why));
+            error(fmt::format("{}: cannot write: {}", output, why));
+        }
         return kExitOutput;
     }
     return kExitOk;

@@ -13,14 +13,17 @@
 
 #include "../common/diag.h"
 #include "../common/guest_options.h"
+#include "../common/snapshot_input.h"
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <fcntl.h>
 #include <fmt/format.h>
-#include <fstream>
+#include <fmt/ranges.h>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <unistd.h>
 #include <vector>
@@ -30,19 +33,8 @@ using namespace presnap;
 namespace {
 
 constexpr const char* kTool = "snapgen";
-constexpr int kExitFailure = 1, kExitUsage = 2;
+using tools::kExitFailure, tools::kExitUsage;
 tools::Diag diag(kTool);
-
-// Request lines of a file (empty lines included: they are requests too).
-Result<std::string> read_text(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in)
-        return make_errno_error(Errc::kIo, errno, "cannot open");
-    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    if (in.bad())
-        return make_errno_error(Errc::kIo, errno, "cannot read");
-    return text;
-}
 
 // The last non-empty line of `text`.
 std::string last_request(const std::string& text) {
@@ -65,7 +57,8 @@ std::string last_request(const std::string& text) {
 int main(int argc, char** argv) {
     CLI::App app{"Make snapshots of a function running in a presnap KVM guest.", kTool};
     runtime::ProgramSpec spec;
-    bool base = false, compress = false, version = false, quiet = false;
+    bool base = false, compress = false, version = false, quiet = false, verbose = false,
+         json = false;
     std::string after, warmup, output, responses, map_file, requests_file;
     size_t max_snapshots = 64;
     int jobs = 1;
@@ -76,8 +69,8 @@ int main(int argc, char** argv) {
                  "boot PROGRAM, run the --warmup requests, and write a full snapshot at the "
                  "next wait point");
     app.add_option("--after", after,
-                   "restore --from, run the requests in FILE, and write a diff snapshot at the "
-                   "next wait point")
+                   "restore --from, run the requests in FILE (- for stdin), and write a diff "
+                   "snapshot at the next wait point")
         ->option_text("FILE");
     app.add_option("--map", map_file,
                    "library mode: the probability map of PROGRAM (pea-analyze --elf); -o is then "
@@ -98,17 +91,20 @@ int main(int argc, char** argv) {
         ->check(CLI::Range(1, 64));
     app.add_option("--from", from, "the snapshot to start from: a full one, then diffs over it")
         ->option_text("SNAPSHOT");
-    app.add_option("-o,--output", output, "the snapshot file to write")
-        ->option_text("FILE")
-        ->required();
-    app.add_option("--warmup", warmup, "requests to run before a base snapshot (default none)")
+    app.add_option("-o,--output", output, "the snapshot file to write (- for stdout)")
+        ->option_text("FILE");
+    app.add_option("--warmup", warmup,
+                   "requests to run before a base snapshot, - for stdin (default none)")
         ->option_text("FILE");
     app.add_option("--responses", responses,
-                   "write the program's responses while the snapshot is made here (default none)")
+                   "write the program's responses while the snapshot is made here, - for stdout "
+                   "(default none)")
         ->option_text("FILE");
     app.add_flag("--compress", compress, "store page data zstd-compressed instead of raw");
     guest.add_to(app);
-    app.add_flag("-q,--quiet", quiet, "do not print warnings");
+    app.add_flag("--json", json, "print the summary as one JSON object on stderr");
+    app.add_flag("-q,--quiet", quiet, "do not print warnings nor the summary");
+    app.add_flag("-v,--verbose", verbose, "also say what is done, step by step, on stderr");
     app.add_flag("--version", version, "print the version and exit");
     app.add_option("program", program, "the program and its arguments (with --base)")
         ->option_text("PROGRAM [ARGS...]");
@@ -116,25 +112,52 @@ int main(int argc, char** argv) {
     try {
         app.parse(argc, argv);
     } catch (const CLI::CallForHelp&) {
-        fmt::print("{}", app.help());
-        return 0;
+        return diag.write_stdout(app.help()) ? 0 : kExitFailure;
     } catch (const CLI::ParseError& e) {
-        if (version) {
-            fmt::print("snapgen (presnap) {}\n", kVersion);
-            return 0;
-        }
         diag.usage_error(e);
         return kExitUsage;
     }
     if (version) {
-        fmt::print("snapgen (presnap) {}\n", kVersion);
-        return 0;
+        const bool printed = diag.print_version(fmt::format(
+            "writes snapshot format {}.{}", snapshot::kMajorVersion, snapshot::kMinorVersion));
+        return printed ? 0 : kExitFailure;
+    }
+    // Checked here, not by the parser, so that an unknown option is
+    // reported as such first.
+    if (output.empty()) {
+        diag.usage_error("--output is required");
+        return kExitUsage;
+    }
+    if (quiet && verbose) {
+        diag.usage_error("give at most one of -q and -v");
+        return kExitUsage;
+    }
+    {
+        int readers = (warmup == "-") + (after == "-") +
+                      int(std::count(from.begin(), from.end(), std::string("-")));
+        if (readers > 1) {
+            diag.usage_error("standard input (-) can be read only once");
+            return kExitUsage;
+        }
+        if (output == "-" && ::isatty(1)) { // as zstd: binary data is not for a terminal
+            diag.usage_error("not writing a snapshot to a terminal (-o -)");
+            diag.note("redirect standard output, or give -o FILE");
+            return kExitUsage;
+        }
+        if (output == "-" && responses == "-") {
+            diag.usage_error("-o - and --responses - cannot share standard output");
+            return kExitUsage;
+        }
     }
     bool library = !map_file.empty();
     if (library) {
         if (base || !after.empty() || requests_file.empty() || program.empty()) {
             diag.error(
                 "library mode needs --map, --requests and PROGRAM, and no --base or --after");
+            return kExitUsage;
+        }
+        if (output == "-") {
+            diag.usage_error("library mode writes a directory: -o - cannot be one");
             return kExitUsage;
         }
         if (!guest.apply(spec, diag))
@@ -159,16 +182,16 @@ int main(int argc, char** argv) {
         for (auto [path, lines] : {std::pair{requests_file, &bo.requests}, {warmup, &bo.warmup}}) {
             if (path.empty())
                 continue;
-            auto text = read_text(path);
-            if (!text) {
-                diag.error(text.error().with_context(path).describe());
+            std::string text, why;
+            if (!tools::read_input(path, text, why)) {
+                diag.error(fmt::format("{}: {}", path, why));
                 return kExitFailure;
             }
             size_t start = 0;
-            while (start < text->size()) {
-                size_t nl = text->find('\n', start);
-                lines->push_back(text->substr(start, nl == std::string::npos ? nl : nl - start));
-                start = nl == std::string::npos ? text->size() : nl + 1;
+            while (start < text.size()) {
+                size_t nl = text.find('\n', start);
+                lines->push_back(text.substr(start, nl == std::string::npos ? nl : nl - start));
+                start = nl == std::string::npos ? text.size() : nl + 1;
             }
         }
         if (!quiet)
@@ -191,10 +214,19 @@ int main(int argc, char** argv) {
         for (const auto& d : report->dropped)
             diag.note("no snapshot for " + d);
         if (!quiet) {
-            std::string line = fmt::format(
-                "{}: wrote {}: base + {} snapshots, {} bytes; {} requests traced, {} failed\n",
-                kTool, output, report->snapshots.size(), bytes, report->requests_traced,
-                report->requests_failed);
+            std::string line =
+                json ? nlohmann::ordered_json{{"tool", kTool},
+                                              {"output", output},
+                                              {"snapshots", report->snapshots.size()},
+                                              {"bytes", bytes},
+                                              {"requests_traced", report->requests_traced},
+                                              {"requests_failed", report->requests_failed}}
+                               .dump() +
+                           "\n"
+                     : fmt::format("{}: wrote {}: base + {} snapshots, {} bytes; {} requests "
+                                   "traced, {} failed\n",
+                                   kTool, output, report->snapshots.size(), bytes,
+                                   report->requests_traced, report->requests_failed);
             (void)std::fwrite(line.data(), 1, line.size(), stderr);
         }
         return 0;
@@ -221,6 +253,7 @@ int main(int argc, char** argv) {
                 return kExitUsage;
             }
     diag.set_quiet(quiet);
+    diag.set_verbose(verbose);
     runtime::SessionOptions opt;
     guest.apply(opt);
     opt.track_dirty = true;
@@ -229,16 +262,17 @@ int main(int argc, char** argv) {
     std::string input_path = base ? warmup : after;
     std::string input;
     if (!input_path.empty()) {
-        auto text = read_text(input_path);
-        if (!text) {
-            diag.error(text.error().with_context(input_path).describe());
+        std::string why;
+        if (!tools::read_input(input_path, input, why)) {
+            diag.error(fmt::format("{}: {}", input_path, why));
             return kExitFailure;
         }
-        input = std::move(*text);
     }
     int out_fd = -1;
     if (!responses.empty()) {
-        out_fd = ::open(responses.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        out_fd = responses == "-"
+                     ? ::fcntl(1, F_DUPFD_CLOEXEC, 0)
+                     : ::open(responses.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
         if (out_fd < 0) {
             diag.error(fmt::format("{}: cannot open: {}", responses, std::strerror(errno)));
             return kExitFailure;
@@ -254,9 +288,11 @@ int main(int argc, char** argv) {
     if (base) {
         spec.program = program[0];
         spec.args.assign(program.begin() + 1, program.end());
+        diag.info(fmt::format("booting {}", spec.program));
         session = snapshot::boot_for_capture(spec, opt);
     } else {
-        auto chain = snapshot::open_chain(from);
+        diag.info(fmt::format("restoring {}", fmt::join(from, " ")));
+        auto chain = tools::open_snapshot_chain(from);
         if (!chain) {
             diag.error(chain.error().describe());
             return kExitFailure;
@@ -277,6 +313,8 @@ int main(int argc, char** argv) {
     runtime::NullResponseSink null_sink;
     runtime::ResponseSink& sink = out_fd >= 0 ? static_cast<runtime::ResponseSink&>(fd_sink)
                                               : static_cast<runtime::ResponseSink&>(null_sink);
+    diag.info(fmt::format("running {} bytes of requests from {}", input.size(),
+                          input_path.empty() ? "nowhere" : input_path));
     auto o = (*session)->run(in, sink, runtime::AtEof::kStop);
     if (out_fd >= 0)
         ::close(out_fd);
@@ -303,6 +341,7 @@ int main(int argc, char** argv) {
         // request touches is far less. Replay the last warm-up request once
         // on the new diff (kept in memory), in a fresh VM, and keep what that
         // run touched.
+        diag.info("replaying the last request on the new diff for its working set");
         auto diff = snapshot::to_memory(cap->image);
         if (!diff) {
             diag.error(diff.error().describe() + "; no snapshot written");
@@ -332,15 +371,28 @@ int main(int argc, char** argv) {
     wo.encoding = compress ? snapshot::PageEncoding::kZstd : snapshot::PageEncoding::kRaw;
     auto sum = snapshot::write_snapshot(output, cap->image, wo);
     if (!sum) {
+        if (output == "-" && tools::Diag::is_broken_pipe(sum.error().message))
+            return 0; // the reader has gone: quiet, as cat
         diag.error(sum.error().describe());
         return kExitFailure;
     }
     if (!quiet) {
-        std::string line = fmt::format(
-            "{}: wrote {} ({} bytes, {} pages stored; {} requests run, {} pages dirtied, {} in "
-            "the working set)\n",
-            kTool, output, sum->file_size, sum->pages_stored, o->requests, cap->pages_dirtied,
-            working_set);
+        std::string line;
+        if (json) {
+            nlohmann::ordered_json j = {{"tool", kTool},
+                                        {"output", output},
+                                        {"bytes", sum->file_size},
+                                        {"pages_stored", sum->pages_stored},
+                                        {"requests", o->requests},
+                                        {"pages_dirtied", cap->pages_dirtied},
+                                        {"working_set_pages", working_set}};
+            line = j.dump() + "\n";
+        } else {
+            line = fmt::format("{}: wrote {} ({} bytes, {} pages stored; {} requests run, {} "
+                               "pages dirtied, {} in the working set)\n",
+                               kTool, output, sum->file_size, sum->pages_stored, o->requests,
+                               cap->pages_dirtied, working_set);
+        }
         (void)std::fwrite(line.data(), 1, line.size(), stderr);
     }
     return 0;

@@ -23,6 +23,7 @@
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -73,10 +74,35 @@ Status write_line(int fd, const std::string& line) {
     return {};
 }
 
-void print_stats(const runtime::RunStats& st, const std::vector<runtime::RequestInfo>& reqs) {
+void print_stats(const runtime::RunStats& st, const std::vector<runtime::RequestInfo>& reqs,
+                 bool json) {
     std::vector<double> us;
     for (const auto& r : reqs)
         us.push_back(r.us);
+    if (json) {
+        // One object per completed request, then the summary: JSON Lines.
+        std::string out;
+        for (const auto& r : reqs)
+            out += nlohmann::ordered_json{{"request", r.index}, {"us", r.us}, {"exits", r.exits}}
+                       .dump() +
+                   "\n";
+        nlohmann::ordered_json sum = {{"summary", true},
+                                      {"setup_us", st.setup_us},
+                                      {"first_exit_us", st.first_exit_us},
+                                      {"startup_us", st.startup_us},
+                                      {"requests", st.requests},
+                                      {"first_request_us", st.first_request_us},
+                                      {"median_request_us", median(us)},
+                                      {"max_exits_per_request", st.max_request_exits},
+                                      {"exits", st.exits},
+                                      {"restore_us", st.restore_us},
+                                      {"vm_create_us", st.vm_create_us},
+                                      {"prefetched_pages", st.prefetched_pages},
+                                      {"first_request_faults", st.first_request_faults}};
+        out += sum.dump() + "\n";
+        (void)std::fwrite(out.data(), 1, out.size(), stderr);
+        return;
+    }
     std::string line = fmt::format(
         "{}: stats: setup_us={:.0f} first_exit_us={:.0f} startup_us={:.0f} requests={} "
         "first_request_us={:.0f} median_request_us={:.1f} max_exits_per_request={} exits={} "
@@ -89,6 +115,83 @@ void print_stats(const runtime::RunStats& st, const std::vector<runtime::Request
         line += fmt::format("{}: stats: request {} us={:.1f} exits={}\n", kTool, i + 1, reqs[i].us,
                             reqs[i].exits);
     (void)std::fwrite(line.data(), 1, line.size(), stderr);
+}
+
+// Where snaprun's own arguments end: after `--cold PROGRAM` (PROGRAM is the
+// first argument after --cold that is not an option or an option's value,
+// so `--cold --rootfs DIR PROGRAM` works), or at `--`. The options are
+// looked up in `app`, so a new option needs no change here. Returns the
+// arguments for the parser, PROGRAM moved right after --cold, and the
+// program's arguments.
+struct Split {
+    std::vector<std::string> own; // argv[0] first
+    std::vector<std::string> program_args;
+    bool separated = false; // `PROGRAM -- ARGS`: the user said where ARGS start
+};
+Split split_arguments(const CLI::App& app, int argc, char** argv) {
+    Split out;
+    out.own.emplace_back(argv[0]);
+    size_t cold_at = 0; // index in `own` of a --cold still waiting for PROGRAM
+    int i = 1;
+    for (; i < argc; ++i) {
+        std::string a = argv[i];
+        if (a == "--") { // the end of snaprun's options; PROGRAM follows if still due
+            ++i;
+            if (cold_at && i < argc)
+                out.own.insert(out.own.begin() + long(cold_at), argv[i++]);
+            break;
+        }
+        if (a.size() > 1 && a[0] == '-') {
+            std::string name = a.substr(0, a.find('='));
+            bool has_value = name.size() != a.size();
+            if (name == "--cold") {
+                out.own.push_back(a);
+                if (has_value) { // --cold=PROGRAM; a `--` right after it is dropped
+                    ++i;
+                    if (i < argc && std::string(argv[i]) == "--") {
+                        out.separated = true;
+                        ++i;
+                    }
+                    break;
+                }
+                cold_at = out.own.size();
+                continue;
+            }
+            out.own.push_back(a);
+            const CLI::Option* o = app.get_option_no_throw(name);
+            if (o && o->get_items_expected_max() > 0 && !has_value && i + 1 < argc) // not a flag
+                out.own.emplace_back(argv[++i]);
+            continue;
+        }
+        if (cold_at) { // PROGRAM; a `--` right after it is dropped
+            out.own.insert(out.own.begin() + long(cold_at), a);
+            ++i;
+            if (i < argc && std::string(argv[i]) == "--") {
+                out.separated = true;
+                ++i;
+            }
+            break;
+        }
+        out.own.push_back(a); // a SNAPSHOT
+    }
+    for (; i < argc; ++i)
+        out.program_args.emplace_back(argv[i]);
+    return out;
+}
+
+// A hint for each argument after PROGRAM that is one of snaprun's own
+// options: it goes to the program, which is rarely what was meant.
+void hint_misplaced_options(const CLI::App& app, const std::vector<std::string>& args) {
+    for (const auto& a : args) {
+        if (a.size() < 2 || a[0] != '-' || a == "--")
+            continue;
+        std::string name = a.substr(0, a.find('='));
+        if (name == "--cold" || name == "-h" || name == "--help" || !app.get_option_no_throw(name))
+            continue;
+        diag.note(fmt::format("'{}' comes after PROGRAM, so it is passed to the program, not "
+                              "to snaprun; put snaprun's options before --cold",
+                              a));
+    }
 }
 
 // Restored guest memory is mapped from the snapshot files. If one is
@@ -110,28 +213,6 @@ int main(int argc, char** argv) {
     sigemptyset(&sa.sa_mask);
     sigaction(SIGBUS, &sa, nullptr);
 
-    // Everything after `--cold PROGRAM` belongs to the program.
-    int split = argc;
-    for (int i = 1; i < argc; i++) {
-        std::string a = argv[i];
-        if (a == "--") {
-            split = i;
-            break;
-        }
-        if (a == "--cold" && i + 1 < argc) {
-            split = i + 2;
-            break;
-        }
-        if (a.rfind("--cold=", 0) == 0) {
-            split = i + 1;
-            break;
-        }
-    }
-    std::vector<std::string> program_args;
-    for (int i = split; i < argc; i++)
-        if (!(i == split && std::string(argv[i]) == "--"))
-            program_args.emplace_back(argv[i]);
-
     CLI::App app{"Serve requests from a function running in a presnap KVM guest.\n"
                  "Requests are lines on stdin; responses go to stdout.",
                  kTool};
@@ -139,8 +220,8 @@ int main(int argc, char** argv) {
     std::string max_request = "64M", max_response = "64M";
     tools::GuestOptions guest;
     std::vector<std::string> env;
-    bool stats = false, version = false, quiet = false, prefetch = false, verify_data = false,
-         no_verify_data = false;
+    bool stats = false, json = false, version = false, quiet = false, verbose = false,
+         prefetch = false, verify_data = false, no_verify_data = false;
     std::vector<std::string> snapshots;
     app.add_option("snapshots", snapshots,
                    "restore SNAPSHOT (a full snapshot, then optional diffs over it) and serve "
@@ -187,22 +268,45 @@ int main(int argc, char** argv) {
                    "(default error)")
         ->option_text("TEXT");
     app.add_flag("--stats", stats, "print start-up and per-request timings to stderr");
-    app.add_flag("-q,--quiet", quiet, "do not print warnings");
+    app.add_flag("--json", json, "with --stats: JSON lines, one per request, then a summary");
+    app.add_flag("-q,--quiet", quiet, "do not print warnings nor hints");
+    app.add_flag("-v,--verbose", verbose, "also say what is booted or restored, on stderr");
     app.add_flag("--version", version, "print the version and exit");
 
+    Split split = split_arguments(app, argc, argv);
+    std::vector<char*> own;
+    for (auto& a : split.own)
+        own.push_back(a.data());
+    const std::vector<std::string>& program_args = split.program_args;
     try {
-        app.parse(split < argc ? split : argc, argv);
+        app.parse(int(own.size()), own.data());
     } catch (const CLI::CallForHelp&) {
-        fmt::print("{}", app.help());
-        return 0;
+        return diag.write_stdout(app.help()) ? 0 : runtime::kExitHostError;
     } catch (const CLI::ParseError& e) {
         diag.usage_error(e);
         return runtime::kExitHostError;
     }
     if (version) {
-        fmt::print("snaprun (presnap) {}\n", kVersion);
-        return 0;
+        const bool printed = diag.print_version(fmt::format(
+            "reads snapshot format {}.{}", snapshot::kMajorVersion, snapshot::kMinorVersion));
+        return printed ? 0 : runtime::kExitHostError;
     }
+    if (json && !stats) {
+        diag.usage_error("--json goes with --stats");
+        return runtime::kExitHostError;
+    }
+    if (quiet && verbose) {
+        diag.usage_error("give at most one of -q and -v");
+        return runtime::kExitHostError;
+    }
+    if (!quiet && !split.separated)
+        hint_misplaced_options(app, program_args);
+    for (const auto& f : snapshots)
+        if (f == "-") {
+            diag.usage_error("a SNAPSHOT cannot be - (standard input carries the requests)");
+            diag.note("use a file, or a pipe given by name: snaprun <(cat base.snap)");
+            return runtime::kExitHostError;
+        }
     if (verify_data && no_verify_data) {
         diag.error("give at most one of --verify-data and --no-verify-data");
         return runtime::kExitHostError;
@@ -245,6 +349,7 @@ int main(int argc, char** argv) {
             return runtime::kExitHostError;
         }
     diag.set_quiet(quiet);
+    diag.set_verbose(verbose);
     opt.warn = [](const std::string& m) { diag.warning(m); };
 
     if (trace_file.empty() != map_file.empty()) {
@@ -272,6 +377,8 @@ int main(int argc, char** argv) {
     std::vector<snapshot::SnapshotFile> files;
     Result<std::unique_ptr<runtime::Session>> session;
     if (snapshots.empty()) {
+        diag.info(
+            fmt::format("booting {} in {} bytes of guest memory", spec.program, spec.mem_size));
         session = runtime::Session::boot(spec, opt);
     } else {
         auto chain =
@@ -284,6 +391,10 @@ int main(int argc, char** argv) {
         }
         files = std::move(*chain);
         auto links = snapshot::links_of(files);
+        for (const auto& f : files)
+            diag.info(
+                fmt::format("{}: {}", f.path(),
+                            f.fd() < 0 ? "read into memory (a pipe): pages are copied" : "mapped"));
         snapshot::RestoreOptions ro;
         ro.session = opt;
         ro.prefetch = prefetch;
@@ -347,7 +458,7 @@ int main(int argc, char** argv) {
         return runtime::kExitHostError;
     }
     if (stats)
-        print_stats((*session)->stats(), out.requests);
+        print_stats((*session)->stats(), out.requests, json);
     const auto& o = *outcome;
     if (!o.message.empty()) {
         if (o.kind == runtime::RunOutcome::Kind::kSignaled &&

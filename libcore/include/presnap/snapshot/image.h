@@ -126,7 +126,9 @@ Status validate_image(const SnapshotImage& image, const WriteOptions& options = 
 // Writes the snapshot to `path` atomically: a temporary file in the same
 // directory, fsync, rename, fsync of the directory. On any error the temporary
 // file is removed and `path` is untouched. The same image and options always
-// give the same bytes.
+// give the same bytes. "-" is standard output, and an existing special file
+// (/dev/null, a FIFO) is written in place: both get the bytes built in
+// memory, in order.
 Result<WriteSummary> write_snapshot(const std::string& path, const SnapshotImage& image,
                                     const WriteOptions& options = {});
 
