@@ -418,11 +418,12 @@ int main(int argc, char** argv) {
         // or the one the snapshot was made from.
         auto exe = files.empty() ? Result<std::string>(spec.program)
                                  : snapshot::recorded_executable(files.front());
-        if (exe)
+        if (exe) {
             if (auto p = runtime::plan_trace(map_file, *exe, trace_all))
                 plan = std::move(*p);
             else
                 exe = std::unexpected(p.error());
+        }
         if (!exe) {
             diag.error(exe.error().describe());
             return runtime::kExitHostError;
