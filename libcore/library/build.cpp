@@ -262,7 +262,7 @@ Result<BuildReport> build_into(const BuildOptions& o, const fs::path& tmp) {
         auto rep = snapshot::replay(chain, {held->request}, bopt);
         if (!rep)
             return std::unexpected(rep.error());
-        cap->image.working_set = snapshot::to_ranges(rep->touched);
+        snapshot::set_working_set(*cap, rep->touched);
         auto& timer = timers[size_t(w)];
         if (!timer) {
             auto t = snapshot::restore(base_chain, {bopt});

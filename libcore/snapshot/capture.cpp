@@ -105,6 +105,16 @@ Result<Capture> capture(runtime::Session& session) {
     return c;
 }
 
+void set_working_set(Capture& c, std::vector<uint64_t> pages) {
+    c.image.working_set = to_ranges(pages);
+    auto meta = nlohmann::ordered_json::parse(c.image.metadata_json, nullptr, false);
+    if (meta.is_object()) {
+        meta["pages_touched"] = pages.size();
+        c.image.metadata_json = meta.dump();
+    }
+    c.touched = std::move(pages);
+}
+
 void adopt(runtime::Session& session, const Hash128& content_hash) {
     session.parent = content_hash;
 }

@@ -129,6 +129,8 @@ replay-working-set)
     grep -q '"pages_touched":[0-9]' "$work/info" || fail "the diff's metadata does not record pages_touched"
     [[ -n "$stored" && -n "$ws" ]] || { cat "$work/info" >&2; fail "snapinfo did not show pages stored and working set"; }
     ((ws > 0 && ws * 10 < stored)) || fail "working set $ws pages is not the replayed request's (the diff stores $stored)"
+    grep -q "\"pages_touched\":$ws[,}]" "$work/info" ||
+        fail "the metadata's pages_touched is not the recorded working set of $ws pages"
     "$SNAPRUN" --prefetch "$work/base.snap" "$work/d.snap" <"$REQUESTS" >/dev/null || fail "restore with --prefetch failed"
     echo "ok: the diff stores $stored pages and records a working set of $ws" ;;
 special-output)

@@ -364,7 +364,7 @@ int main(int argc, char** argv) {
                                                               : r->outcome.message));
             return kExitFailure;
         }
-        cap->image.working_set = snapshot::to_ranges(r->touched);
+        snapshot::set_working_set(*cap, r->touched);
         working_set = r->touched.size();
     }
     snapshot::WriteOptions wo;

@@ -2,17 +2,17 @@
 // (find_package or pkg-config) by tests/install/install_test.sh. It calls one
 // function from each installed library so that a missing library, header or
 // dependency of the static link fails the build, and prints what it got.
-#include <cstdio>
 #include <cstdint>
+#include <cstdio>
 #include <vector>
 
-#include <presnap/analysis/pmap.h>   // presnap::pmap
-#include <presnap/guest_abi.h>       // header only, shared with the guest
-#include <presnap/size.h>            // presnap::core
-#include <presnap/snapshot/reader.h> // presnap::snapshot
-#include <presnap/runtime/session.h> // presnap::runtime
+#include <presnap/analysis/pmap.h>              // presnap::pmap
+#include <presnap/guest_abi.h>                  // header only, shared with the guest
+#include <presnap/runtime/session.h>            // presnap::runtime
+#include <presnap/size.h>                       // presnap::core
+#include <presnap/snapshot/reader.h>            // presnap::snapshot
 #include <presnap/snapshot/session_snapshots.h> // presnap::persist
-#include <presnap/version.h>       // generated
+#include <presnap/version.h>                    // generated
 
 int main() {
     auto mem = presnap::parse_size("64M");

@@ -27,8 +27,7 @@ struct TracePlan {
     std::vector<TracePoint> points;
     std::string preamble;
 };
-Result<TracePlan> plan_trace(const std::string& map_path, const std::string& executable,
-                             bool all);
+Result<TracePlan> plan_trace(const std::string& map_path, const std::string& executable, bool all);
 
 struct HistoryRecorderOptions {
     // The map the trace points came from: RequestInfo::segments index it.

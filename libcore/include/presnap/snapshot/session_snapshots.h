@@ -83,6 +83,9 @@ struct Capture {
 // a diff over session.parent otherwise. Dirty tracking restarts; call
 // adopt() with the written snapshot's hash to capture diffs over it later.
 Result<Capture> capture(runtime::Session& session);
+// Replaces the working set the capture recorded (e.g. with what a replay of
+// a later request touched), in the image and in its metadata.
+void set_working_set(Capture& capture, std::vector<uint64_t> pages);
 // The session's memory is now that of the snapshot with `content_hash`.
 void adopt(runtime::Session& session, const Hash128& content_hash);
 
