@@ -121,6 +121,15 @@ Result<BuildReport> build_into(const BuildOptions& o, const fs::path& tmp) {
     if (!plan)
         return std::unexpected(plan.error());
     const auto& segs = plan->map.segments;
+    // The map travels with the library: snapselect's static priors and route
+    // tokens come from it.
+    {
+        std::error_code ec;
+        fs::copy_file(o.map_path, tmp / "map.pmap", fs::copy_options::overwrite_existing, ec);
+        if (ec)
+            return make_error(Errc::kIo, "cannot copy {} into the library: {}", o.map_path,
+                              ec.message());
+    }
 
     // The base snapshot.
     runtime::SessionOptions sopt = o.session;
@@ -347,7 +356,8 @@ Result<BuildReport> build_into(const BuildOptions& o, const fs::path& tmp) {
     namespace json = analysis::json;
     std::string m =
         fmt::format("{{\"format\":\"presnap-library\",\"version\":1,\"generator\":\"presnap {}\","
-                    "\"program\":{},\"base\":\"base.snap\",\"base_bytes\":{},\"requests\":{},"
+                    "\"program\":{},\"base\":\"base.snap\",\"map\":\"map.pmap\",\"base_bytes\":{},"
+                    "\"requests\":{},"
                     "\"failed\":{}}}\n",
                     kVersion, json::quote(o.program.program), report.base_bytes,
                     report.requests_traced, report.requests_failed);

@@ -157,6 +157,11 @@ Result<Library> open_library(const std::string& dir_arg) {
             if (!err.empty())
                 return fail(err);
             lib.base_path = (dir / "base.snap").string();
+            if (const json::Value* m = v.find("map")) {
+                if (m->type != json::Value::Type::kString || m->string != "map.pmap")
+                    return fail("\"map\" must be \"map.pmap\"");
+                lib.map_path = (dir / "map.pmap").string();
+            }
             header = true;
             continue;
         }

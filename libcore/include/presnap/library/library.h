@@ -38,6 +38,7 @@ struct Library {
     std::string dir;       // absolute, no trailing slash
     std::string program;   // as given to snapgen
     std::string base_path; // absolute: DIR/base.snap
+    std::string map_path;  // absolute: DIR/map.pmap, the map it was built from ("" if absent)
     uint64_t base_bytes = 0, requests = 0, failed = 0;
     std::vector<Entry> snapshots; // manifest (rank) order
 
