@@ -2,7 +2,9 @@
 
 #include "../format/json.h"
 #include "presnap/analysis/hash.h"
+#include "presnap/analysis/history.h"
 #include "presnap/analysis/pmap.h"
+#include "presnap/library/library.h"
 #include "presnap/runtime/history_recorder.h"
 #include "presnap/snapshot/session_snapshots.h"
 #include "presnap/version.h"
@@ -10,10 +12,13 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <cmath>
 #include <cstdio>
 #include <fcntl.h>
 #include <filesystem>
 #include <fmt/format.h>
+#include <fstream>
+#include <iterator>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -26,6 +31,10 @@ namespace {
 
 namespace fs = std::filesystem;
 using Kind = runtime::RunOutcome::Kind;
+
+constexpr uint64_t kMaxShardBytes = 256ull << 20; // shard.jsonl
+constexpr uint64_t kMaxHistoryBytes = 1ull << 30; // --history
+constexpr unsigned kMaxShards = 4096;
 
 double median(std::vector<double> v) {
     if (v.empty())
@@ -111,24 +120,422 @@ std::string hex(uint64_t v) {
     return fmt::format("{:016x}", v);
 }
 
-// Builds the library directory's files in `tmp`.
+// Writes `bytes` to `path` and flushes it to disk.
+Status write_synced(const fs::path& path, std::string_view bytes) {
+    FILE* f = std::fopen(path.c_str(), "wb");
+    if (!f || std::fwrite(bytes.data(), 1, bytes.size(), f) != bytes.size() ||
+        std::fflush(f) != 0 || fsync(fileno(f)) != 0) {
+        int e = errno;
+        if (f)
+            std::fclose(f);
+        return make_errno_error(Errc::kIo, e, "cannot write " + path.string());
+    }
+    if (std::fclose(f) != 0)
+        return make_errno_error(Errc::kIo, errno, "cannot write " + path.string());
+    return {};
+}
+
+// A library's header facts, the same in every shard of one build.
+struct Head {
+    std::string program;
+    uint64_t base_bytes = 0, requests = 0, failed = 0;
+    bool deterministic = false;
+};
+
+// One ranked route: made (entry.file is route-K.snap in the directory), or
+// not made and why.
+struct RouteResult {
+    bool tried = false;
+    std::string problem;
+    std::string names; // the route's segment names, for messages
+    SnapshotEntry entry;
+};
+
+// Keeps the made routes in rank order within the budget, names them
+// sNNN.snap and writes the manifest (and, deterministic, timings.jsonl):
+// what a single build and combine_shards share, so that they agree byte for
+// byte.
+Status finish(const fs::path& tmp, const Head& head, std::vector<RouteResult>& results,
+              uint64_t max_bytes, BuildReport& report) {
+    std::error_code ec;
+    uint64_t bytes_used = 0;
+    for (auto& r : results) {
+        if (!r.tried) {
+            report.dropped.push_back(fmt::format("{}: over --max-snapshots", r.names));
+            continue;
+        }
+        if (!r.problem.empty()) {
+            report.dropped.push_back(r.names + ": " + r.problem);
+            continue;
+        }
+        fs::path made_path = tmp / r.entry.file;
+        if (max_bytes && bytes_used + r.entry.bytes > max_bytes) {
+            fs::remove(made_path, ec);
+            report.dropped.push_back(fmt::format("{}: over --max-bytes", r.names));
+            continue;
+        }
+        bytes_used += r.entry.bytes;
+        r.entry.file = fmt::format("s{:03}.snap", report.snapshots.size() + 1);
+        fs::rename(made_path, tmp / r.entry.file, ec);
+        if (ec)
+            return make_error(Errc::kIo, "cannot rename {}: {}", made_path.string(), ec.message());
+        report.snapshots.push_back(r.entry);
+    }
+
+    namespace json = analysis::json;
+    std::string m = fmt::format(
+        "{{\"format\":\"presnap-library\",\"version\":1,\"generator\":\"presnap {}\","
+        "\"program\":{},\"base\":\"base.snap\",\"map\":\"map.pmap\",\"base_bytes\":{},"
+        "\"requests\":{},\"failed\":{}{}}}\n",
+        kVersion, json::quote(head.program), head.base_bytes, head.requests, head.failed,
+        head.deterministic ? ",\"deterministic\":true,\"timings\":\"timings.jsonl\"" : "");
+    std::string timings;
+    for (const auto& e : report.snapshots) {
+        std::string ids, names;
+        for (size_t i = 0; i < e.segment_ids.size(); i++) {
+            ids += fmt::format("{}\"{}\"", i ? "," : "", hex(e.segment_ids[i]));
+            names += fmt::format("{}{}", i ? "," : "", json::quote(e.names[i]));
+        }
+        std::string timing_keys =
+            fmt::format("\"base_us\":{:.1f},\"snapshot_us\":{:.1f},\"benefit_us\":{:.1f}",
+                        e.base_us, e.snapshot_us, e.base_us - e.snapshot_us);
+        std::string warmup_keys =
+            fmt::format("\"warmup_us\":{:.1f},\"warmup_exits\":{}", e.warmup_us, e.warmup_exits);
+        if (head.deterministic)
+            timings += fmt::format("{{\"type\":\"timings\",\"file\":\"{}\",{},{}}}\n", e.file,
+                                   timing_keys, warmup_keys);
+        m += fmt::format(
+            "{{\"type\":\"snapshot\",\"file\":\"{}\",\"segments\":[{}],\"names\":[{}],"
+            "\"weight\":{:.6f},{}\"pages\":{},\"bytes\":{},\"route_requests\":{},\"warmup\":{},"
+            "\"held_out\":{},\"pages_dirtied\":{},\"pages_touched\":{},{}\"segments_saved\":{},"
+            "\"warmup_response\":{}}}\n",
+            e.file, ids, names, e.weight, head.deterministic ? "" : timing_keys + ",", e.pages,
+            e.bytes, e.requests_in_route, json::quote(e.warmup), json::quote(e.held_out),
+            e.pages_dirtied, e.pages_touched, head.deterministic ? "" : warmup_keys + ",",
+            e.segments_saved, json::quote(e.warmup_response));
+    }
+    if (head.deterministic) {
+        timings = "{\"format\":\"presnap-library-timings\",\"version\":1}\n" + timings;
+        if (auto s = write_synced(tmp / "timings.jsonl", timings); !s)
+            return s;
+    }
+    return write_synced(tmp / "manifest.jsonl", m);
+}
+
+// ---- Shard files (shard.jsonl) ----
+
+constexpr const char* kShardFormat = "presnap-library-shard";
+
+struct ShardHead {
+    Head head;
+    unsigned shard = 0, shards = 0;
+    std::string base_hash; // 32 hex digits
+    uint64_t map_hash = 0, plan_hash = 0;
+    uint64_t routes = 0, to_make = 0, max_bytes = 0;
+};
+
+std::string entry_json(const SnapshotEntry& e) {
+    namespace json = analysis::json;
+    std::string ids, names, segs;
+    for (size_t i = 0; i < e.segment_ids.size(); i++) {
+        ids += fmt::format("{}\"{}\"", i ? "," : "", hex(e.segment_ids[i]));
+        names += fmt::format("{}{}", i ? "," : "", json::quote(e.names[i]));
+    }
+    return fmt::format(
+        "\"file\":{},\"segments\":[{}],\"names\":[{}],\"weight\":{},\"base_us\":{},"
+        "\"snapshot_us\":{},\"pages\":{},\"bytes\":{},\"route_requests\":{},\"warmup\":{},"
+        "\"held_out\":{},\"pages_dirtied\":{},\"pages_touched\":{},\"warmup_us\":{},"
+        "\"warmup_exits\":{},\"segments_saved\":{},\"warmup_response\":{}",
+        json::quote(e.file), ids, names, e.weight, e.base_us, e.snapshot_us, e.pages, e.bytes,
+        e.requests_in_route, json::quote(e.warmup), json::quote(e.held_out), e.pages_dirtied,
+        e.pages_touched, e.warmup_us, e.warmup_exits, e.segments_saved,
+        json::quote(e.warmup_response));
+}
+
+std::string shard_json(const ShardHead& h, const std::vector<RouteResult>& results) {
+    namespace json = analysis::json;
+    std::string s = fmt::format(
+        "{{\"format\":\"{}\",\"version\":1,\"shard\":{},\"shards\":{},\"program\":{},"
+        "\"base_hash\":\"{}\",\"map_hash\":\"{}\",\"plan_hash\":\"{}\",\"routes\":{},"
+        "\"to_make\":{},\"max_bytes\":{},\"base_bytes\":{},\"requests\":{},\"failed\":{}}}\n",
+        kShardFormat, h.shard, h.shards, json::quote(h.head.program), h.base_hash, hex(h.map_hash),
+        hex(h.plan_hash), h.routes, h.to_make, h.max_bytes, h.head.base_bytes, h.head.requests,
+        h.head.failed);
+    for (size_t k = 0; k < results.size(); k++) {
+        const RouteResult& r = results[k];
+        if (!r.tried)
+            continue;
+        s += fmt::format("{{\"type\":\"route\",\"rank\":{},\"names\":{},\"problem\":{}", k,
+                         json::quote(r.names), json::quote(r.problem));
+        if (r.problem.empty())
+            s += ",\"entry\":{" + entry_json(r.entry) + "}";
+        s += "}\n";
+    }
+    return s;
+}
+
+// Reads a shard directory's shard.jsonl, checked field by field: the file
+// is input like any other (it may come from another machine).
+struct Shard {
+    fs::path dir;
+    ShardHead head;
+    std::map<uint64_t, RouteResult> routes; // by rank
+};
+
+Result<Shard> read_shard(const std::string& dir_arg) {
+    namespace json = analysis::json;
+    Shard sh;
+    std::error_code ec;
+    sh.dir = fs::absolute(dir_arg, ec).lexically_normal();
+    if (sh.dir.filename().empty())
+        sh.dir = sh.dir.parent_path();
+    fs::path path = sh.dir / "shard.jsonl";
+    if (!fs::is_regular_file(path, ec))
+        return make_error(Errc::kFormat,
+                          "{}: not a library shard (no shard.jsonl; snapgen --shard I/N makes one)",
+                          dir_arg);
+    auto size = fs::file_size(path, ec);
+    if (ec || size > kMaxShardBytes)
+        return make_error(Errc::kFormat, "{}: unreadable or larger than {} MiB", path.string(),
+                          kMaxShardBytes >> 20);
+    std::string text(size, '\0');
+    FILE* f = std::fopen(path.c_str(), "rb");
+    if (!f)
+        return make_errno_error(Errc::kIo, errno, "cannot open " + path.string());
+    size_t got = std::fread(text.data(), 1, text.size(), f);
+    std::fclose(f);
+    text.resize(got);
+    size_t pos = 0, line_no = 0;
+    bool header = false;
+    while (pos < text.size()) {
+        size_t end = text.find('\n', pos);
+        if (end == std::string::npos)
+            return make_error(Errc::kFormat, "{}:{}: the last line has no newline (a cut file?)",
+                              path.string(), line_no + 1);
+        std::string_view line(text.data() + pos, end - pos);
+        pos = end + 1;
+        ++line_no;
+        auto fail = [&](const std::string& what) {
+            return make_error(Errc::kFormat, "{}:{}: {}", path.string(), line_no, what);
+        };
+        json::Value v;
+        std::string err;
+        if (!json::parse(line, v, err))
+            return fail(err);
+        if (v.type != json::Value::Type::kObject)
+            return fail("not a JSON object");
+        auto str = [&](const json::Value& o, const char* key) -> std::string {
+            const json::Value* x = o.find(key);
+            if (!x || x->type != json::Value::Type::kString) {
+                if (err.empty())
+                    err = fmt::format("missing string \"{}\"", key);
+                return {};
+            }
+            return x->string;
+        };
+        auto num = [&](const json::Value& o, const char* key) -> double {
+            const json::Value* x = o.find(key);
+            if (!x || x->type != json::Value::Type::kNumber || !std::isfinite(x->number)) {
+                if (err.empty())
+                    err = fmt::format("missing number \"{}\"", key);
+                return 0;
+            }
+            return x->number;
+        };
+        auto count = [&](const json::Value& o, const char* key) -> uint64_t {
+            double d = num(o, key);
+            if ((d < 0 || d > 9.0e15 || d != std::floor(d)) && err.empty())
+                err = fmt::format("\"{}\" is not a count", key);
+            return err.empty() ? static_cast<uint64_t>(d) : 0;
+        };
+        auto hash = [&](const json::Value& o, const char* key) -> uint64_t {
+            auto h = analysis::parse_hex64(str(o, key));
+            if (!h && err.empty())
+                err = fmt::format("\"{}\" is not 16 hex digits", key);
+            return h.value_or(0);
+        };
+        if (!header) {
+            if (str(v, "format") != kShardFormat || num(v, "version") != 1)
+                return fail(fmt::format("not a version 1 {} header", kShardFormat));
+            ShardHead& h = sh.head;
+            h.shard = static_cast<unsigned>(count(v, "shard"));
+            h.shards = static_cast<unsigned>(count(v, "shards"));
+            h.head.program = str(v, "program");
+            h.head.deterministic = true;
+            h.base_hash = str(v, "base_hash");
+            h.map_hash = hash(v, "map_hash");
+            h.plan_hash = hash(v, "plan_hash");
+            h.routes = count(v, "routes");
+            h.to_make = count(v, "to_make");
+            h.max_bytes = count(v, "max_bytes");
+            h.head.base_bytes = count(v, "base_bytes");
+            h.head.requests = count(v, "requests");
+            h.head.failed = count(v, "failed");
+            if (err.empty() &&
+                (h.shards == 0 || h.shards > kMaxShards || h.shard == 0 || h.shard > h.shards))
+                err = fmt::format("shard {}/{} is out of range", h.shard, h.shards);
+            if (err.empty() && (h.to_make > h.routes || h.routes > kMaxLibrarySnapshots))
+                err = fmt::format("{} routes to make of {} is out of range", h.to_make, h.routes);
+            if (!err.empty())
+                return fail(err);
+            header = true;
+            continue;
+        }
+        if (str(v, "type") != "route")
+            return fail(err.empty() ? "unknown record type" : err);
+        uint64_t rank = count(v, "rank");
+        RouteResult r;
+        r.tried = true;
+        r.names = str(v, "names");
+        r.problem = str(v, "problem");
+        if (!err.empty())
+            return fail(err);
+        if (rank >= sh.head.to_make || rank % sh.head.shards != sh.head.shard - 1)
+            return fail(fmt::format("route rank {} does not belong to shard {}/{} (of {} routes)",
+                                    rank, sh.head.shard, sh.head.shards, sh.head.to_make));
+        if (sh.routes.count(rank))
+            return fail(fmt::format("route rank {} is listed twice", rank));
+        if (r.problem.empty()) {
+            const json::Value* e = v.find("entry");
+            if (!e || e->type != json::Value::Type::kObject)
+                return fail("a made route without \"entry\"");
+            SnapshotEntry& x = r.entry;
+            x.file = str(*e, "file");
+            if (err.empty() && x.file != fmt::format("route-{}.snap", rank))
+                err = fmt::format("\"file\" must be route-{}.snap", rank);
+            const json::Value* segs = e->find("segments");
+            const json::Value* names = e->find("names");
+            if (!segs || !names || segs->type != json::Value::Type::kArray ||
+                names->type != json::Value::Type::kArray ||
+                segs->array.size() != names->array.size() || segs->array.size() > 1u << 16)
+                return fail("\"segments\" and \"names\" must be arrays of one length");
+            for (size_t i = 0; i < segs->array.size(); i++) {
+                const auto& a = segs->array[i];
+                const auto& b = names->array[i];
+                auto id = a.type == json::Value::Type::kString ? analysis::parse_hex64(a.string)
+                                                               : std::nullopt;
+                if (!id || b.type != json::Value::Type::kString)
+                    return fail("\"segments\" must hold 16-hex-digit ids, \"names\" strings");
+                x.segment_ids.push_back(*id);
+                x.names.push_back(b.string);
+            }
+            x.weight = num(*e, "weight");
+            x.base_us = num(*e, "base_us");
+            x.snapshot_us = num(*e, "snapshot_us");
+            x.pages = count(*e, "pages");
+            x.bytes = count(*e, "bytes");
+            x.requests_in_route = count(*e, "route_requests");
+            x.warmup = str(*e, "warmup");
+            x.held_out = str(*e, "held_out");
+            x.pages_dirtied = count(*e, "pages_dirtied");
+            x.pages_touched = count(*e, "pages_touched");
+            x.warmup_us = num(*e, "warmup_us");
+            x.warmup_exits = count(*e, "warmup_exits");
+            x.segments_saved = count(*e, "segments_saved");
+            x.warmup_response = str(*e, "warmup_response");
+            if (err.empty() && (x.weight < 0 || x.weight > 1))
+                err = "\"weight\" is not a probability";
+            if (!err.empty())
+                return fail(err);
+        }
+        sh.routes.emplace(rank, std::move(r));
+    }
+    if (!header)
+        return make_error(Errc::kFormat, "{}: empty", path.string());
+    return sh;
+}
+
+// ---- Building ----
+
+// Samples from a history file (docs/formats/history.md) instead of traces:
+// every request must name segments of this map, and only complete requests
+// with a known outcome are used.
+Result<std::vector<Sample>> samples_from_history(const std::string& path,
+                                                 const analysis::ProbabilityMap& map,
+                                                 uint64_t& skipped) {
+    std::error_code ec;
+    auto size = fs::file_size(path, ec);
+    if (ec)
+        return make_error(Errc::kIo, "cannot read {}: {}", path, ec.message());
+    if (size > kMaxHistoryBytes)
+        return make_error(Errc::kFormat, "{}: {} bytes, more than the limit of {} MiB", path, size,
+                          kMaxHistoryBytes >> 20);
+    std::string text(size, '\0');
+    FILE* f = std::fopen(path.c_str(), "rb");
+    if (!f)
+        return make_errno_error(Errc::kIo, errno, "cannot open " + path);
+    text.resize(std::fread(text.data(), 1, text.size(), f));
+    std::fclose(f);
+    auto h = analysis::parse_history(text, path, true);
+    if (!h)
+        return std::unexpected(h.error());
+    std::map<uint64_t, uint32_t> index;
+    for (size_t i = 0; i < map.segments.size(); i++)
+        index.emplace(map.segments[i].id, static_cast<uint32_t>(i));
+    std::vector<Sample> out;
+    for (const auto& r : h->requests) {
+        std::vector<uint32_t> warm;
+        for (uint64_t id : r.segments) {
+            auto it = index.find(id);
+            if (it == index.end())
+                return make_error(Errc::kFormat,
+                                  "{}: request {} ran segment {}, which the map does not have "
+                                  "(a history of another program or build?)",
+                                  path, r.seq, hex(id));
+            if (map.segments[it->second].warmable)
+                warm.push_back(it->second);
+        }
+        if (r.truncated || !r.failed || r.bytes.find('\n') != std::string::npos) {
+            skipped++; // not replayable, or its outcome is unknown
+            continue;
+        }
+        std::sort(warm.begin(), warm.end());
+        warm.erase(std::unique(warm.begin(), warm.end()), warm.end());
+        Sample s;
+        s.request = r.bytes;
+        s.failed = *r.failed;
+        s.us = std::isfinite(r.latency_us) ? r.latency_us : 0;
+        s.warm = std::move(warm);
+        out.push_back(std::move(s));
+    }
+    return out;
+}
+
+// Builds the library directory's files (or a shard's) in `tmp`.
 Result<BuildReport> build_into(const BuildOptions& o, const fs::path& tmp) {
     auto say = [&](const std::string& m) {
         if (o.progress)
             o.progress(m);
     };
+    std::mutex progress_mu;
+    BuildProgress progress;
+    auto tick = [&](BuildProgress::Phase phase, size_t done, size_t total, size_t made) {
+        if (!o.on_progress)
+            return;
+        std::lock_guard lock(progress_mu);
+        progress.phase = phase;
+        progress.done = done;
+        progress.total = total;
+        progress.snapshots = made;
+        o.on_progress(progress);
+    };
+    const bool sharded = o.shards > 0;
+    tick(BuildProgress::Phase::kBase, 0, 1, 0);
     auto plan = runtime::plan_trace(o.map_path, o.program.program, false);
     if (!plan)
         return std::unexpected(plan.error());
     const auto& segs = plan->map.segments;
     // The map travels with the library: snapselect's static priors and route
     // tokens come from it.
+    std::string map_bytes;
     {
         std::error_code ec;
         fs::copy_file(o.map_path, tmp / "map.pmap", fs::copy_options::overwrite_existing, ec);
         if (ec)
             return make_error(Errc::kIo, "cannot copy {} into the library: {}", o.map_path,
                               ec.message());
+        std::ifstream in(tmp / "map.pmap", std::ios::binary);
+        map_bytes.assign(std::istreambuf_iterator<char>(in), {});
     }
 
     // The base snapshot.
@@ -156,19 +563,19 @@ Result<BuildReport> build_into(const BuildOptions& o, const fs::path& tmp) {
         return std::unexpected(base.error());
     std::error_code ec;
     BuildReport report;
+    report.shard = sharded;
     report.base_bytes = base_sum->file_size;
     say(fmt::format("base snapshot: {} bytes", base_sum->file_size));
 
     // Trace every sample from the base, each in a fresh restore of a pooled
-    // Session, one per job.
+    // Session, one per job (or read the traces from a history).
     const snapshot::SnapshotFile* base_chain[] = {&*base};
     runtime::SessionOptions topt = o.session;
     topt.trace = {plan->points, 1};
     topt.warn = nullptr;
     int jobs = std::max(1, o.jobs);
     std::vector<std::unique_ptr<runtime::Session>> tracers(static_cast<size_t>(jobs));
-    std::vector<Sample> samples(o.requests.size());
-    auto traced = parallel_for(o.requests.size(), jobs, [&](size_t i, int w) -> Status {
+    auto tracer = [&](int w) -> Result<runtime::Session*> {
         auto& session = tracers[size_t(w)];
         if (!session) {
             auto s = snapshot::restore(base_chain, {topt});
@@ -176,22 +583,40 @@ Result<BuildReport> build_into(const BuildOptions& o, const fs::path& tmp) {
                 return std::unexpected(s.error());
             session = std::move(*s);
         }
-        auto r = serve_one(*session, base_chain, o.requests[i], o.error_prefix);
-        if (!r)
-            return std::unexpected(r.error());
-        Sample& s = samples[i];
-        s.request = o.requests[i];
-        s.failed = !r->ok;
-        s.us = r->us;
-        for (uint32_t seg : r->segments)
-            if (seg < segs.size() && segs[seg].warmable)
-                s.warm.push_back(seg);
-        std::sort(s.warm.begin(), s.warm.end());
-        return {};
-    });
-    if (!traced)
-        return std::unexpected(traced.error());
-    tracers.clear();
+        return session.get();
+    };
+    std::vector<Sample> samples;
+    if (!o.history_path.empty()) {
+        auto h = samples_from_history(o.history_path, plan->map, report.history_skipped);
+        if (!h)
+            return std::unexpected(h.error());
+        samples = std::move(*h);
+        say(fmt::format("read {} requests from {} ({} not usable)", samples.size(), o.history_path,
+                        report.history_skipped));
+    } else {
+        samples.resize(o.requests.size());
+        std::atomic<size_t> traced_count{0};
+        auto traced = parallel_for(o.requests.size(), jobs, [&](size_t i, int w) -> Status {
+            auto session = tracer(w);
+            if (!session)
+                return std::unexpected(session.error());
+            auto r = serve_one(**session, base_chain, o.requests[i], o.error_prefix);
+            if (!r)
+                return std::unexpected(r.error());
+            Sample& s = samples[i];
+            s.request = o.requests[i];
+            s.failed = !r->ok;
+            s.us = r->us;
+            for (uint32_t seg : r->segments)
+                if (seg < segs.size() && segs[seg].warmable)
+                    s.warm.push_back(seg);
+            std::sort(s.warm.begin(), s.warm.end());
+            tick(BuildProgress::Phase::kTrace, ++traced_count, o.requests.size(), 0);
+            return {};
+        });
+        if (!traced)
+            return std::unexpected(traced.error());
+    }
     for (const auto& s : samples) {
         report.requests_traced++;
         report.requests_failed += s.failed;
@@ -206,14 +631,16 @@ Result<BuildReport> build_into(const BuildOptions& o, const fs::path& tmp) {
             routes[s.warm].push_back(&s);
     struct Route {
         std::vector<uint32_t> warm;
-        std::vector<const Sample*> samples; // cheapest first
+        std::vector<const Sample*> samples; // the warm-up first, then the held-out
         double weight = 0, cost = 0;
     };
     std::vector<Route> ranked;
     for (auto& [warm, list] : routes) {
         Route r{warm, list};
-        std::sort(r.samples.begin(), r.samples.end(),
-                  [](const Sample* a, const Sample* b) { return a->us < b->us; });
+        // Deterministic: file order. Otherwise the cheapest first.
+        if (!o.deterministic)
+            std::stable_sort(r.samples.begin(), r.samples.end(),
+                             [](const Sample* a, const Sample* b) { return a->us < b->us; });
         for (uint32_t seg : warm)
             r.weight = std::max(r.weight, segs[seg].weight);
         std::vector<double> us;
@@ -222,8 +649,18 @@ Result<BuildReport> build_into(const BuildOptions& o, const fs::path& tmp) {
         r.cost = median(us);
         ranked.push_back(std::move(r));
     }
-    std::sort(ranked.begin(), ranked.end(),
-              [](const Route& a, const Route& b) { return a.weight * a.cost > b.weight * b.cost; });
+    // (std::map gave them in segment-set order: the last tie-break.)
+    if (o.deterministic)
+        std::stable_sort(ranked.begin(), ranked.end(), [](const Route& a, const Route& b) {
+            if (a.weight != b.weight)
+                return a.weight > b.weight;
+            return a.warm.size() > b.warm.size();
+        });
+    else
+        std::stable_sort(ranked.begin(), ranked.end(), [](const Route& a, const Route& b) {
+            return a.weight * a.cost > b.weight * b.cost;
+        });
+    report.routes = ranked.size();
 
     // One diff per route, made on the jobs' threads (each with its own
     // Sessions), then kept in rank order within the budget.
@@ -232,19 +669,48 @@ Result<BuildReport> build_into(const BuildOptions& o, const fs::path& tmp) {
     dopt.track_dirty = true;
     runtime::SessionOptions bopt = o.session; // benefit runs: untraced
     bopt.warn = nullptr;
-    struct Made {
-        SnapshotEntry entry;
-        std::string problem; // not made, and why
-    };
-    std::vector<Made> made(ranked.size());
+    std::vector<RouteResult> results(ranked.size());
+    for (size_t k = 0; k < ranked.size(); k++)
+        for (uint32_t seg : ranked[k].warm)
+            results[k].names += (results[k].names.empty() ? "" : " ") + segs[seg].name;
+    size_t routes_to_make = std::min(ranked.size(), o.max_snapshots);
+    std::vector<size_t> mine; // ranks this build makes
+    for (size_t k = 0; k < routes_to_make; k++)
+        if (!sharded || k % o.shards == o.shard - 1)
+            mine.push_back(k);
     std::vector<std::unique_ptr<runtime::Session>> timers(static_cast<size_t>(jobs));
     std::mutex say_mu;
-    size_t routes_to_make = std::min(ranked.size(), o.max_snapshots);
-    auto built = parallel_for(routes_to_make, jobs, [&](size_t k, int w) -> Status {
+    std::atomic<size_t> routes_done{0}, routes_made{0};
+    tick(BuildProgress::Phase::kSnapshots, 0, mine.size(), 0);
+    auto built = parallel_for(mine.size(), jobs, [&](size_t i, int w) -> Status {
+        size_t k = mine[i];
         const Route& route = ranked[k];
-        Made& m = made[k];
+        RouteResult& m = results[k];
+        m.tried = true;
         const Sample* warm = route.samples.front();
         const Sample* held = route.samples.size() > 1 ? route.samples[1] : warm;
+        auto trace_session = tracer(w);
+        if (!trace_session)
+            return std::unexpected(trace_session.error());
+        if (!o.history_path.empty()) {
+            // A history is a claim: check that the warm-up runs the route's
+            // segments before a snapshot is made after it.
+            auto t = serve_one(**trace_session, base_chain, warm->request, o.error_prefix);
+            if (!t)
+                return std::unexpected(t.error());
+            std::vector<uint32_t> ran;
+            for (uint32_t seg : t->segments)
+                if (seg < segs.size() && segs[seg].warmable)
+                    ran.push_back(seg);
+            std::sort(ran.begin(), ran.end());
+            if (!t->ok || ran != route.warm) {
+                m.problem =
+                    fmt::format("the history's warm-up '{}' {} when traced from the base",
+                                warm->request, t->ok ? "ran other warmable segments" : "failed");
+                tick(BuildProgress::Phase::kSnapshots, ++routes_done, mine.size(), routes_made);
+                return {};
+            }
+        }
         snapshot::RestoreOptions ro;
         ro.session = dopt;
         auto s = snapshot::restore(base_chain, ro);
@@ -257,11 +723,14 @@ Result<BuildReport> build_into(const BuildOptions& o, const fs::path& tmp) {
             return std::unexpected(wr.error());
         if (wr->kind != Kind::kWaiting) {
             m.problem = fmt::format("warm-up '{}' did not reach its wait point", warm->request);
+            tick(BuildProgress::Phase::kSnapshots, ++routes_done, mine.size(), routes_made);
             return {};
         }
         auto cap = snapshot::capture(**s);
         if (!cap)
             return std::unexpected(cap.error());
+        // (The capture's pages are the Session's memory: it stays until
+        // the file is written.)
         auto diff = snapshot::to_memory(cap->image);
         if (!diff)
             return std::unexpected(diff.error());
@@ -272,12 +741,21 @@ Result<BuildReport> build_into(const BuildOptions& o, const fs::path& tmp) {
         if (!rep)
             return std::unexpected(rep.error());
         snapshot::set_working_set(*cap, rep->touched);
+        // The held-out request traced from the snapshot: which of the
+        // route's warmable segments it no longer runs.
+        auto t = serve_one(**trace_session, chain, held->request, o.error_prefix);
+        if (!t)
+            return std::unexpected(t.error());
+        SnapshotEntry& e = m.entry;
+        for (uint32_t seg : route.warm)
+            e.segments_saved +=
+                std::find(t->segments.begin(), t->segments.end(), seg) == t->segments.end();
         auto& timer = timers[size_t(w)];
         if (!timer) {
-            auto t = snapshot::restore(base_chain, {bopt});
-            if (!t)
-                return std::unexpected(t.error());
-            timer = std::move(*t);
+            auto tm = snapshot::restore(base_chain, {bopt});
+            if (!tm)
+                return std::unexpected(tm.error());
+            timer = std::move(*tm);
         }
         std::vector<double> from_base, from_snap;
         for (int r = 0; r < o.benefit_runs; r++) {
@@ -288,10 +766,13 @@ Result<BuildReport> build_into(const BuildOptions& o, const fs::path& tmp) {
             from_base.push_back(b->us);
             from_snap.push_back(d->us);
         }
-        SnapshotEntry& e = m.entry;
         e.warmup = warm->request;
         e.held_out = held->request;
         e.segments = route.warm;
+        for (uint32_t seg : route.warm) {
+            e.segment_ids.push_back(segs[seg].id);
+            e.names.push_back(segs[seg].name);
+        }
         e.weight = route.weight;
         e.base_us = median(from_base);
         e.snapshot_us = median(from_snap);
@@ -304,10 +785,15 @@ Result<BuildReport> build_into(const BuildOptions& o, const fs::path& tmp) {
         }
         e.pages_dirtied = cap->pages_dirtied;
         e.pages_touched = rep->touched.size();
-        if (e.snapshot_us >= e.base_us) {
-            m.problem = fmt::format("no benefit ({:.0f} us from the snapshot, {:.0f} us from the "
-                                    "base)",
-                                    e.snapshot_us, e.base_us);
+        if (o.deterministic ? e.segments_saved == 0 : e.snapshot_us >= e.base_us) {
+            m.problem = o.deterministic
+                            ? fmt::format("no benefit ('{}' traced from the snapshot still ran "
+                                          "all {} of the route's warmable segments)",
+                                          held->request, route.warm.size())
+                            : fmt::format("no benefit ({:.0f} us from the snapshot, {:.0f} us "
+                                          "from the base)",
+                                          e.snapshot_us, e.base_us);
+            tick(BuildProgress::Phase::kSnapshots, ++routes_done, mine.size(), routes_made);
             return {};
         }
         e.file = fmt::format("route-{}.snap", k);
@@ -316,84 +802,61 @@ Result<BuildReport> build_into(const BuildOptions& o, const fs::path& tmp) {
             return std::unexpected(sum.error());
         e.pages = sum->pages_stored;
         e.bytes = sum->file_size;
-        std::lock_guard lock(say_mu);
-        say(fmt::format("route {}: '{}' {:.0f} -> {:.0f} us", k + 1, e.warmup, e.base_us,
-                        e.snapshot_us));
+        {
+            std::lock_guard lock(say_mu);
+            say(fmt::format("route {}: '{}' {:.0f} -> {:.0f} us", k + 1, e.warmup, e.base_us,
+                            e.snapshot_us));
+        }
+        tick(BuildProgress::Phase::kSnapshots, ++routes_done, mine.size(), ++routes_made);
         return {};
     });
     timers.clear();
+    tracers.clear();
     if (!built)
         return std::unexpected(built.error());
-    uint64_t bytes_used = 0;
-    for (size_t k = 0; k < ranked.size(); k++) {
-        std::string names;
-        for (uint32_t seg : ranked[k].warm)
-            names += (names.empty() ? "" : " ") + segs[seg].name;
-        if (k >= routes_to_make) {
-            report.dropped.push_back(fmt::format("{}: over --max-snapshots", names));
-            continue;
-        }
-        Made& m = made[k];
-        if (!m.problem.empty()) {
-            report.dropped.push_back(names + ": " + m.problem);
-            continue;
-        }
-        fs::path made_path = tmp / m.entry.file;
-        if (o.max_bytes && bytes_used + m.entry.bytes > o.max_bytes) {
-            fs::remove(made_path, ec);
-            report.dropped.push_back(fmt::format("{}: over --max-bytes", names));
-            continue;
-        }
-        bytes_used += m.entry.bytes;
-        m.entry.file = fmt::format("s{:03}.snap", report.snapshots.size() + 1);
-        fs::rename(made_path, tmp / m.entry.file, ec);
-        if (ec)
-            return make_error(Errc::kIo, "cannot rename {}: {}", made_path.string(), ec.message());
-        report.snapshots.push_back(std::move(m.entry));
-    }
+    tick(BuildProgress::Phase::kWrite, 0, 1, routes_made);
 
-    // The manifest.
-    namespace json = analysis::json;
-    std::string m =
-        fmt::format("{{\"format\":\"presnap-library\",\"version\":1,\"generator\":\"presnap {}\","
-                    "\"program\":{},\"base\":\"base.snap\",\"map\":\"map.pmap\",\"base_bytes\":{},"
-                    "\"requests\":{},"
-                    "\"failed\":{}}}\n",
-                    kVersion, json::quote(o.program.program), report.base_bytes,
-                    report.requests_traced, report.requests_failed);
-    for (const auto& e : report.snapshots) {
-        std::string ids, names;
-        for (uint32_t seg : e.segments) {
-            ids += fmt::format("{}\"{}\"", ids.empty() ? "" : ",", hex(segs[seg].id));
-            names += fmt::format("{}{}", names.empty() ? "" : ",", json::quote(segs[seg].name));
+    Head head{o.program.program, report.base_bytes, report.requests_traced, report.requests_failed,
+              o.deterministic};
+    if (sharded) {
+        ShardHead sh;
+        sh.head = head;
+        sh.shard = o.shard;
+        sh.shards = o.shards;
+        sh.base_hash = base->content_hash().hex();
+        sh.map_hash = analysis::fnv1a64(map_bytes);
+        // The plan every shard must share: routes in rank order, their
+        // warm-up and held-out requests.
+        uint64_t ph = analysis::kFnvOffset;
+        for (const Route& r : ranked) {
+            for (uint32_t seg : r.warm)
+                ph = analysis::fnv1a64(hex(segs[seg].id), ph);
+            ph = analysis::fnv1a64(fmt::format("|{}|", r.samples.front()->request), ph);
+            ph = analysis::fnv1a64(
+                fmt::format("{}\n", (r.samples.size() > 1 ? r.samples[1] : r.samples[0])->request),
+                ph);
         }
-        m += fmt::format(
-            "{{\"type\":\"snapshot\",\"file\":\"{}\",\"segments\":[{}],\"names\":[{}],"
-            "\"weight\":{:.6f},\"base_us\":{:.1f},\"snapshot_us\":{:.1f},\"benefit_us\":{:.1f},"
-            "\"pages\":{},\"bytes\":{},\"route_requests\":{},\"warmup\":{},\"held_out\":{},"
-            "\"pages_dirtied\":{},\"pages_touched\":{},\"warmup_us\":{:.1f},\"warmup_exits\":{},"
-            "\"warmup_response\":{}}}\n",
-            e.file, ids, names, e.weight, e.base_us, e.snapshot_us, e.base_us - e.snapshot_us,
-            e.pages, e.bytes, e.requests_in_route, json::quote(e.warmup), json::quote(e.held_out),
-            e.pages_dirtied, e.pages_touched, e.warmup_us, e.warmup_exits,
-            json::quote(e.warmup_response));
+        sh.plan_hash = ph;
+        sh.routes = ranked.size();
+        sh.to_make = routes_to_make;
+        sh.max_bytes = o.max_bytes;
+        for (const auto& r : results)
+            if (r.tried && r.problem.empty())
+                report.snapshots.push_back(r.entry);
+            else if (r.tried)
+                report.dropped.push_back(r.names + ": " + r.problem);
+        if (auto s = write_synced(tmp / "shard.jsonl", shard_json(sh, results)); !s)
+            return std::unexpected(s.error());
+        return report;
     }
-    std::string mpath = (tmp / "manifest.jsonl").string();
-    FILE* f = std::fopen(mpath.c_str(), "wb");
-    if (!f || std::fwrite(m.data(), 1, m.size(), f) != m.size() || std::fflush(f) != 0 ||
-        fsync(fileno(f)) != 0) {
-        int e = errno;
-        if (f)
-            std::fclose(f);
-        return make_errno_error(Errc::kIo, e, "cannot write " + mpath);
-    }
-    std::fclose(f);
+    if (auto s = finish(tmp, head, results, o.max_bytes, report); !s)
+        return std::unexpected(s.error());
     return report;
 }
 
-} // namespace
-
-Result<BuildReport> build_library(const BuildOptions& o, const std::string& dir_arg) {
+// Runs `fill(tmp)` under DIR.lock and swaps tmp in as DIR when it succeeds.
+Result<BuildReport> locked_swap(const std::string& dir_arg,
+                                const std::function<Result<BuildReport>(const fs::path&)>& fill) {
     fs::path dir = fs::absolute(dir_arg).lexically_normal();
     if (dir.filename().empty())
         dir = dir.parent_path();
@@ -420,10 +883,15 @@ Result<BuildReport> build_library(const BuildOptions& o, const std::string& dir_
     fs::path tmp = dir.string() + fmt::format(".tmp-{}", getpid());
     if (!fs::create_directories(tmp, ec))
         return make_error(Errc::kIo, "cannot create {}: {}", tmp.string(), ec.message());
-    auto report = build_into(o, tmp);
+    auto report = fill(tmp);
     if (!report) {
         fs::remove_all(tmp, ec);
         return report;
+    }
+    // Every file is on disk before the directory is swapped in.
+    if (int d = ::open(tmp.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); d >= 0) {
+        fsync(d);
+        ::close(d);
     }
     // Swap the new library in whole: the old one stays complete until then.
     if (fs::exists(dir)) {
@@ -439,6 +907,143 @@ Result<BuildReport> build_library(const BuildOptions& o, const std::string& dir_
         return make_errno_error(Errc::kIo, e, "cannot create " + dir.string());
     }
     return report;
+}
+
+// Copies `from` to `to` and flushes it.
+Status copy_synced(const fs::path& from, const fs::path& to) {
+    std::error_code ec;
+    fs::copy_file(from, to, fs::copy_options::overwrite_existing, ec);
+    if (ec)
+        return make_error(Errc::kIo, "cannot copy {} to {}: {}", from.string(), to.string(),
+                          ec.message());
+    int fd = ::open(to.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || fsync(fd) != 0) {
+        int e = errno;
+        if (fd >= 0)
+            ::close(fd);
+        return make_errno_error(Errc::kIo, e, "cannot flush " + to.string());
+    }
+    ::close(fd);
+    return {};
+}
+
+Result<BuildReport> combine_into(std::span<const std::string> dirs, const fs::path& tmp,
+                                 const std::function<void(const std::string&)>& progress) {
+    if (dirs.empty())
+        return make_error(Errc::kInvalidArgument, "--combine needs at least one shard");
+    std::vector<Shard> shards;
+    for (const auto& d : dirs) {
+        auto s = read_shard(d);
+        if (!s)
+            return std::unexpected(s.error());
+        shards.push_back(std::move(*s));
+    }
+    const ShardHead& first = shards[0].head;
+    auto differ = [&](const Shard& s, const char* what) {
+        return make_error(Errc::kFormat, "{} and {} are not shards of one build: their {} differ",
+                          shards[0].dir.string(), s.dir.string(), what);
+    };
+    std::vector<const Shard*> by_index(first.shards + 1, nullptr);
+    for (const Shard& s : shards) {
+        const ShardHead& h = s.head;
+        if (h.shards != first.shards)
+            return differ(s, "shard counts");
+        if (h.head.program != first.head.program)
+            return differ(s, "programs");
+        if (h.map_hash != first.map_hash)
+            return differ(s, "maps");
+        if (h.base_hash != first.base_hash || h.head.base_bytes != first.head.base_bytes)
+            return differ(s, "base snapshots");
+        if (h.plan_hash != first.plan_hash || h.routes != first.routes ||
+            h.to_make != first.to_make || h.head.requests != first.head.requests ||
+            h.head.failed != first.head.failed)
+            return differ(s, "plans (sample requests, traces or --max-snapshots)");
+        if (h.max_bytes != first.max_bytes)
+            return differ(s, "--max-bytes");
+        if (by_index[h.shard])
+            return make_error(Errc::kFormat, "{} and {} are both shard {}/{}",
+                              by_index[h.shard]->dir.string(), s.dir.string(), h.shard, h.shards);
+        by_index[h.shard] = &s;
+    }
+    for (unsigned i = 1; i <= first.shards; i++)
+        if (!by_index[i])
+            return make_error(Errc::kFormat, "shard {}/{} is missing", i, first.shards);
+
+    // The base and the map, from the first shard, checked against the hashes.
+    auto base = snapshot::SnapshotFile::open((shards[0].dir / "base.snap").string());
+    if (!base)
+        return std::unexpected(base.error());
+    if (base->content_hash().hex() != first.base_hash ||
+        base->kind() != snapshot::SnapshotKind::kFull)
+        return make_error(Errc::kFormat, "{}: not the base snapshot its shard.jsonl names",
+                          (shards[0].dir / "base.snap").string());
+    {
+        std::ifstream in(shards[0].dir / "map.pmap", std::ios::binary);
+        std::string bytes(std::istreambuf_iterator<char>(in), {});
+        if (analysis::fnv1a64(bytes) != first.map_hash)
+            return make_error(Errc::kFormat, "{}: not the map its shard.jsonl names",
+                              (shards[0].dir / "map.pmap").string());
+    }
+    for (const char* f : {"base.snap", "map.pmap"})
+        if (auto s = copy_synced(shards[0].dir / f, tmp / f); !s)
+            return std::unexpected(s.error());
+
+    std::vector<RouteResult> results(first.routes);
+    for (uint64_t k = 0; k < first.to_make; k++) {
+        const Shard& s = *by_index[k % first.shards + 1];
+        auto it = s.routes.find(k);
+        if (it == s.routes.end())
+            return make_error(Errc::kFormat, "{}: route rank {} is missing from shard {}/{}",
+                              s.dir.string(), k, s.head.shard, s.head.shards);
+        results[k] = it->second;
+        if (!results[k].problem.empty())
+            continue;
+        // Each snapshot file: a diff over this base, the size recorded.
+        fs::path from = s.dir / results[k].entry.file;
+        auto snap = snapshot::SnapshotFile::open(from.string());
+        if (!snap)
+            return std::unexpected(snap.error());
+        if (snap->kind() != snapshot::SnapshotKind::kDiff)
+            return make_error(Errc::kFormat, "{}: not a diff snapshot", from.string());
+        if (auto v = snap->verify_parent(*base); !v)
+            return make_error(Errc::kFormat, "{}: {}", from.string(), v.error().describe());
+        if (snap->file_size() != results[k].entry.bytes)
+            return make_error(Errc::kFormat, "{}: {} bytes, its shard.jsonl says {}", from.string(),
+                              snap->file_size(), results[k].entry.bytes);
+        if (auto c = copy_synced(from, tmp / results[k].entry.file); !c)
+            return std::unexpected(c.error());
+        if (progress)
+            progress(fmt::format("route {} from shard {}/{}", k + 1, s.head.shard, s.head.shards));
+    }
+    // Names of the routes past --max-snapshots, for the report.
+    for (uint64_t k = first.to_make; k < first.routes; k++)
+        results[k].names = fmt::format("route {}", k + 1);
+    BuildReport report;
+    report.base_bytes = first.head.base_bytes;
+    report.requests_traced = first.head.requests;
+    report.requests_failed = first.head.failed;
+    report.routes = first.routes;
+    if (auto s = finish(tmp, first.head, results, first.max_bytes, report); !s)
+        return std::unexpected(s.error());
+    return report;
+}
+
+} // namespace
+
+Result<BuildReport> build_library(const BuildOptions& o, const std::string& dir) {
+    if (o.shards > 0 && (o.shard == 0 || o.shard > o.shards || o.shards > kMaxShards))
+        return make_error(Errc::kInvalidArgument, "shard {}/{} is out of range", o.shard, o.shards);
+    if (o.shards > 0 && !o.deterministic)
+        return make_error(Errc::kInvalidArgument,
+                          "a sharded build must be deterministic (every shard must make the "
+                          "same choices)");
+    return locked_swap(dir, [&](const fs::path& tmp) { return build_into(o, tmp); });
+}
+
+Result<BuildReport> combine_shards(std::span<const std::string> shards, const std::string& dir,
+                                   const std::function<void(const std::string&)>& progress) {
+    return locked_swap(dir,
+                       [&](const fs::path& tmp) { return combine_into(shards, tmp, progress); });
 }
 
 } // namespace presnap::library

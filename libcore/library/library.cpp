@@ -96,6 +96,71 @@ struct Fields {
     }
 };
 
+// DIR/timings.jsonl of a deterministic library: a header, then one
+// {"type":"timings","file":"s001.snap",...} per snapshot of the manifest.
+Status read_timings(const fs::path& path, Library& lib) {
+    auto text = read_bounded(path.string());
+    if (!text)
+        return std::unexpected(text.error());
+    size_t line_no = 0, pos = 0;
+    std::vector<bool> seen(lib.snapshots.size());
+    while (pos < text->size()) {
+        size_t end = text->find('\n', pos);
+        if (end == std::string::npos)
+            return make_error(Errc::kFormat, "{}:{}: the last line has no newline (a cut file?)",
+                              path.string(), line_no + 1);
+        std::string_view line(text->data() + pos, end - pos);
+        pos = end + 1;
+        ++line_no;
+        auto fail = [&](const std::string& what) {
+            return make_error(Errc::kFormat, "{}:{}: {}", path.string(), line_no, what);
+        };
+        json::Value v;
+        std::string err;
+        if (!json::parse(line, v, err))
+            return fail(err);
+        if (v.type != json::Value::Type::kObject)
+            return fail("not a JSON object");
+        Fields f{v, err};
+        if (line_no == 1) {
+            if (f.string("format") != "presnap-library-timings" || f.number("version") != 1)
+                return fail("not a version 1 presnap-library-timings header");
+            continue;
+        }
+        if (f.string("type") != "timings") {
+            if (!err.empty())
+                return fail(err);
+            continue;
+        }
+        std::string file = f.string("file");
+        size_t i = 0;
+        while (i < lib.snapshots.size() && lib.snapshots[i].file != file)
+            i++;
+        if (err.empty() && i == lib.snapshots.size())
+            err = fmt::format("{} is not in the manifest", json::quote(file));
+        if (err.empty() && seen[i])
+            err = fmt::format("{} is listed twice", file);
+        if (!err.empty())
+            return fail(err);
+        seen[i] = true;
+        Entry& e = lib.snapshots[i];
+        e.base_us = f.number("base_us");
+        e.snapshot_us = f.number("snapshot_us");
+        e.benefit_us = f.number("benefit_us");
+        e.warmup_us = f.number("warmup_us", false);
+        e.warmup_exits = f.count("warmup_exits", false);
+        if (!err.empty())
+            return fail(err);
+    }
+    if (line_no == 0)
+        return make_error(Errc::kFormat, "{}: empty", path.string());
+    for (size_t i = 0; i < seen.size(); i++)
+        if (!seen[i])
+            return make_error(Errc::kFormat, "{}: no timings for {}", path.string(),
+                              lib.snapshots[i].file);
+    return {};
+}
+
 } // namespace
 
 const Entry* Library::find(std::string_view id) const {
@@ -122,6 +187,7 @@ Result<Library> open_library(const std::string& dir_arg) {
 
     size_t line_no = 0, pos = 0;
     bool header = false;
+    bool timings_apart = false;
     while (pos < text->size()) {
         size_t end = text->find('\n', pos);
         if (end == std::string::npos)
@@ -162,6 +228,13 @@ Result<Library> open_library(const std::string& dir_arg) {
                     return fail("\"map\" must be \"map.pmap\"");
                 lib.map_path = (dir / "map.pmap").string();
             }
+            if (const json::Value* t = v.find("timings")) {
+                if (t->type != json::Value::Type::kString || t->string != "timings.jsonl")
+                    return fail("\"timings\" must be \"timings.jsonl\"");
+                timings_apart = true;
+            }
+            if (const json::Value* d = v.find("deterministic"))
+                lib.deterministic = d->type == json::Value::Type::kBool && d->boolean;
             header = true;
             continue;
         }
@@ -200,9 +273,9 @@ Result<Library> open_library(const std::string& dir_arg) {
                 err = "\"names\" and \"segments\" differ in length";
         }
         e.weight = f.number("weight");
-        e.base_us = f.number("base_us");
-        e.snapshot_us = f.number("snapshot_us");
-        e.benefit_us = f.number("benefit_us");
+        e.base_us = f.number("base_us", !timings_apart);
+        e.snapshot_us = f.number("snapshot_us", !timings_apart);
+        e.benefit_us = f.number("benefit_us", !timings_apart);
         e.pages = f.count("pages");
         e.bytes = f.count("bytes");
         e.route_requests = f.count("route_requests");
@@ -212,6 +285,7 @@ Result<Library> open_library(const std::string& dir_arg) {
         e.pages_touched = f.count("pages_touched", false);
         e.warmup_us = f.number("warmup_us", false);
         e.warmup_exits = f.count("warmup_exits", false);
+        e.segments_saved = f.count("segments_saved", false);
         e.warmup_response = f.string("warmup_response");
         if (err.empty() && e.weight < 0)
             err = fmt::format("\"weight\" {} is negative", e.weight);
@@ -221,6 +295,9 @@ Result<Library> open_library(const std::string& dir_arg) {
     }
     if (!header)
         return make_error(Errc::kFormat, "{}: empty manifest", manifest);
+    if (timings_apart)
+        if (auto s = read_timings(dir / "timings.jsonl", lib); !s)
+            return std::unexpected(s.error());
     return lib;
 }
 

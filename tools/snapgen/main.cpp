@@ -2,8 +2,9 @@
 // and snapshot layers:
 //   snapgen --base -o BASE.snap [--warmup FILE] PROGRAM [ARGS...]
 //   snapgen --after REQUESTS --from BASE.snap [--from DIFF.snap...] -o OUT.snap
-// The library mode (a probability map in, a library of diffs out) comes with
-// its own issue; this is the mechanism. See snapgen(1).
+//   snapgen --map PMAP --requests FILE -o DIR [--shard I/N] PROGRAM [ARGS...]
+//   snapgen --combine SHARD... -o DIR
+// See snapgen(1).
 #include "presnap/library/build.h"
 #include "presnap/runtime/session.h"
 #include "presnap/size.h"
@@ -18,6 +19,7 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <fcntl.h>
@@ -52,6 +54,116 @@ std::string last_request(const std::string& text) {
     return last;
 }
 
+// A progress bar on stderr (a terminal): the phase, its items done, the
+// snapshots kept, elapsed time and an estimate of what is left of the phase.
+class ProgressBar {
+  public:
+    void draw(const library::BuildProgress& p) {
+        using Phase = library::BuildProgress::Phase;
+        auto now = std::chrono::steady_clock::now();
+        if (p.phase != phase_ || p.done == 0) {
+            phase_ = p.phase;
+            phase_start_ = now;
+        }
+        // At most ten redraws a second, and always the last of a phase.
+        if (now - last_ < std::chrono::milliseconds(100) && p.done != p.total)
+            return;
+        last_ = now;
+        const char* what = p.phase == Phase::kBase        ? "base snapshot"
+                           : p.phase == Phase::kTrace     ? "tracing requests"
+                           : p.phase == Phase::kSnapshots ? "making snapshots"
+                                                          : "writing the library";
+        constexpr size_t kWidth = 24;
+        size_t filled = p.total ? kWidth * std::min(p.done, p.total) / p.total : 0;
+        double elapsed = seconds(now - start_);
+        double in_phase = seconds(now - phase_start_);
+        std::string eta =
+            p.done > 0 && p.done < p.total
+                ? " ETA " + clock(in_phase / double(p.done) * double(p.total - p.done))
+                : "";
+        std::string line =
+            fmt::format("\r{}: [{}{}] {} {}/{}, {} snapshot{}, {} elapsed{}\x1b[K", kTool,
+                        std::string(filled, '#'), std::string(kWidth - filled, '.'), what, p.done,
+                        p.total, p.snapshots, p.snapshots == 1 ? "" : "s", clock(elapsed), eta);
+        (void)std::fwrite(line.data(), 1, line.size(), stderr);
+        shown_ = true;
+    }
+    void clear() {
+        if (shown_)
+            (void)std::fwrite("\r\x1b[K", 1, 4, stderr);
+        shown_ = false;
+    }
+    double elapsed() const { return seconds(std::chrono::steady_clock::now() - start_); }
+
+  private:
+    static double seconds(std::chrono::steady_clock::duration d) {
+        return std::chrono::duration<double>(d).count();
+    }
+    static std::string clock(double s) {
+        auto t = static_cast<long>(s + 0.5);
+        return fmt::format("{}:{:02}", t / 60, t % 60);
+    }
+    std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
+    std::chrono::steady_clock::time_point phase_start_ = start_, last_{};
+    library::BuildProgress::Phase phase_ = library::BuildProgress::Phase::kBase;
+    bool shown_ = false;
+};
+
+// The summary at the end of a library build: one line, then a table of the
+// snapshots (or one JSON object with --json).
+void print_summary(const library::BuildReport& r, const std::string& output, bool json,
+                   bool deterministic, double elapsed_s, const std::string& what) {
+    uint64_t bytes = r.base_bytes;
+    for (const auto& e : r.snapshots)
+        bytes += e.bytes;
+    std::string out;
+    if (json) {
+        nlohmann::ordered_json snaps = nlohmann::ordered_json::array();
+        for (const auto& e : r.snapshots)
+            snaps.push_back({{"file", e.file},
+                             {"names", e.names},
+                             {"warmup", e.warmup},
+                             {"pages", e.pages},
+                             {"bytes", e.bytes},
+                             {"base_us", e.base_us},
+                             {"snapshot_us", e.snapshot_us},
+                             {"benefit_us", e.base_us - e.snapshot_us},
+                             {"segments_saved", e.segments_saved}});
+        out = nlohmann::ordered_json{{"tool", kTool},
+                                     {"output", output},
+                                     {"kind", what},
+                                     {"snapshots", r.snapshots.size()},
+                                     {"bytes", bytes},
+                                     {"requests_traced", r.requests_traced},
+                                     {"requests_failed", r.requests_failed},
+                                     {"routes", r.routes},
+                                     {"elapsed_s", elapsed_s},
+                                     {"dropped", r.dropped},
+                                     {"snapshot_list", snaps}}
+                  .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) +
+              "\n";
+    } else {
+        out = fmt::format("{}: wrote {} {}: base + {} snapshots, {} bytes; {} requests traced, {} "
+                          "failed; {:.1f} s\n",
+                          kTool, what, output, r.snapshots.size(), bytes, r.requests_traced,
+                          r.requests_failed, elapsed_s);
+        if (!r.snapshots.empty()) {
+            out += fmt::format("  {:<10} {:>6} {:>10} {:>12} {:>7}  {}\n", "file", "pages", "bytes",
+                               "benefit_us", "saved", "segments");
+            for (const auto& e : r.snapshots) {
+                std::string names = fmt::format("{}", fmt::join(e.names, " "));
+                if (names.size() > 60)
+                    names = names.substr(0, 57) + "...";
+                out += fmt::format("  {:<10} {:>6} {:>10} {:>12.0f} {:>7}  {}\n", e.file, e.pages,
+                                   e.bytes, e.base_us - e.snapshot_us, e.segments_saved, names);
+            }
+            if (deterministic)
+                out += "  (timings are host measurements: not part of the byte-stable files)\n";
+        }
+    }
+    (void)std::fwrite(out.data(), 1, out.size(), stderr);
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -62,7 +174,8 @@ int main(int argc, char** argv) {
     std::string after, warmup, output, responses, map_file, requests_file;
     size_t max_snapshots = 64;
     int jobs = 1;
-    std::string max_bytes;
+    std::string max_bytes, shard, history;
+    std::vector<std::string> combine;
     tools::GuestOptions guest;
     std::vector<std::string> from, program;
     app.add_flag("--base", base,
@@ -89,6 +202,18 @@ int main(int argc, char** argv) {
                    "library mode: run N Sessions in parallel threads (default 1)")
         ->option_text("N")
         ->check(CLI::Range(1, 64));
+    app.add_option("--shard", shard,
+                   "library mode: build shard I of N (1-based) into -o, for --combine; needs "
+                   "--deterministic")
+        ->option_text("I/N");
+    app.add_option("--combine", combine,
+                   "join the shards of one --deterministic build into the library -o, "
+                   "byte-identical to a build in one go")
+        ->option_text("SHARD...");
+    app.add_option("--history", history,
+                   "library mode: take the sample requests and their traces from this history "
+                   "file (snaprun --trace) instead of tracing --requests")
+        ->option_text("FILE");
     app.add_option("--from", from, "the snapshot to start from: a full one, then diffs over it")
         ->option_text("SNAPSHOT");
     app.add_option("-o,--output", output, "the snapshot file to write (- for stdout)")
@@ -149,11 +274,37 @@ int main(int argc, char** argv) {
             return kExitUsage;
         }
     }
+    if (!combine.empty()) {
+        if (base || !after.empty() || !map_file.empty() || !program.empty() || !shard.empty()) {
+            diag.usage_error("--combine takes shard directories and -o only");
+            return kExitUsage;
+        }
+        if (output == "-") {
+            diag.usage_error("--combine writes a directory: -o - cannot be one");
+            return kExitUsage;
+        }
+        ProgressBar clock;
+        auto report = library::combine_shards(combine, output, [&](const std::string& m) {
+            if (verbose)
+                diag.info(m);
+        });
+        if (!report) {
+            diag.error(report.error().describe());
+            return kExitFailure;
+        }
+        if (!quiet) {
+            for (const auto& d : report->dropped)
+                diag.note("no snapshot for " + d);
+            print_summary(*report, output, json, true, clock.elapsed(), "library");
+        }
+        return 0;
+    }
     bool library = !map_file.empty();
     if (library) {
-        if (base || !after.empty() || requests_file.empty() || program.empty()) {
-            diag.error(
-                "library mode needs --map, --requests and PROGRAM, and no --base or --after");
+        if (base || !after.empty() || (requests_file.empty() == history.empty()) ||
+            program.empty()) {
+            diag.error("library mode needs --map, one of --requests and --history, and PROGRAM, "
+                       "and no --base or --after");
             return kExitUsage;
         }
         if (output == "-") {
@@ -171,6 +322,24 @@ int main(int argc, char** argv) {
         bo.map_path = map_file;
         bo.max_snapshots = max_snapshots;
         bo.jobs = jobs;
+        bo.deterministic = guest.deterministic;
+        bo.history_path = history;
+        if (!shard.empty()) {
+            unsigned i = 0, n = 0;
+            char end = 0;
+            if (std::sscanf(shard.c_str(), "%u/%u%c", &i, &n, &end) != 2 || i == 0 || n == 0 ||
+                i > n || n > 4096) {
+                diag.usage_error(fmt::format("--shard '{}': expected I/N with 1 <= I <= N", shard));
+                return kExitUsage;
+            }
+            if (!guest.deterministic) {
+                diag.usage_error("--shard needs --deterministic (every shard must make the same "
+                                 "choices for --combine)");
+                return kExitUsage;
+            }
+            bo.shard = i;
+            bo.shards = n;
+        }
         if (!max_bytes.empty()) {
             auto mb = parse_size(max_bytes);
             if (!mb) {
@@ -194,40 +363,34 @@ int main(int argc, char** argv) {
                 start = nl == std::string::npos ? text.size() : nl + 1;
             }
         }
-        if (!quiet)
+        // Step lines with -v; a progress bar when stderr is a terminal.
+        ProgressBar bar;
+        const bool draw_bar = !quiet && !verbose && ::isatty(2);
+        if (verbose)
             bo.progress = [](const std::string& m) {
                 std::string line = fmt::format("{}: {}\n", kTool, m);
                 (void)std::fwrite(line.data(), 1, line.size(), stderr);
             };
+        if (draw_bar)
+            bo.on_progress = [&bar](const library::BuildProgress& p) { bar.draw(p); };
         if (auto s = vmm::kvm_available(); !s) {
             diag.error(s.error().describe());
             return kExitFailure;
         }
         auto report = library::build_library(bo, output);
+        bar.clear();
         if (!report) {
             diag.error(report.error().describe());
             return kExitFailure;
         }
-        uint64_t bytes = report->base_bytes;
-        for (const auto& e : report->snapshots)
-            bytes += e.bytes;
-        for (const auto& d : report->dropped)
-            diag.note("no snapshot for " + d);
         if (!quiet) {
-            std::string line =
-                json ? nlohmann::ordered_json{{"tool", kTool},
-                                              {"output", output},
-                                              {"snapshots", report->snapshots.size()},
-                                              {"bytes", bytes},
-                                              {"requests_traced", report->requests_traced},
-                                              {"requests_failed", report->requests_failed}}
-                               .dump() +
-                           "\n"
-                     : fmt::format("{}: wrote {}: base + {} snapshots, {} bytes; {} requests "
-                                   "traced, {} failed\n",
-                                   kTool, output, report->snapshots.size(), bytes,
-                                   report->requests_traced, report->requests_failed);
-            (void)std::fwrite(line.data(), 1, line.size(), stderr);
+            for (const auto& d : report->dropped)
+                diag.note("no snapshot for " + d);
+            if (report->history_skipped)
+                diag.note(fmt::format("{}: {} requests not used (truncated, or no \"failed\" key)",
+                                      history, report->history_skipped));
+            print_summary(*report, output, json, bo.deterministic, bar.elapsed(),
+                          bo.shards ? fmt::format("shard {}/{}", bo.shard, bo.shards) : "library");
         }
         return 0;
     }

@@ -20,10 +20,19 @@
 
 #include <cstdint>
 #include <functional>
+#include <span>
 #include <string>
 #include <vector>
 
 namespace presnap::library {
+
+// Where a build is, for a progress bar: the phase, its items done of total,
+// and the snapshots kept so far.
+struct BuildProgress {
+    enum class Phase { kBase, kTrace, kSnapshots, kWrite } phase = Phase::kBase;
+    size_t done = 0, total = 0;
+    size_t snapshots = 0;
+};
 
 struct BuildOptions {
     runtime::ProgramSpec program;
@@ -37,18 +46,36 @@ struct BuildOptions {
     int jobs = 1;                                     // Sessions run in parallel threads
     std::string error_prefix = "error";               // a response starting so failed
     std::function<void(const std::string&)> progress; // one line per step
+    std::function<void(const BuildProgress&)> on_progress;
+    // Every choice without host timings: routes ranked by weight and segment
+    // set, the warm-up is the route's first successful sample in file order,
+    // and a snapshot is kept when the held-out request, traced from it, no
+    // longer runs some of the route's warmable segments. Timings go to
+    // DIR/timings.jsonl, which is not byte-stable; every other file is, given
+    // a deterministic guest (program.deterministic and a restore seed).
+    bool deterministic = false;
+    // Build one shard: the routes of rank k with k % shards == shard - 1
+    // (1-based shard). 0 shards: the whole library. A shard directory holds
+    // base.snap, map.pmap, route-K.snap and shard.jsonl, and is input to
+    // combine_shards only. Needs `deterministic`.
+    unsigned shard = 0, shards = 0;
+    // Read the sample requests and their traces from this history file
+    // (docs/formats/history.md) instead of tracing `requests` from the base.
+    std::string history_path;
 };
 
 struct SnapshotEntry {
-    std::string file;               // in the library directory
-    std::string warmup;             // the request the snapshot was made after
-    std::string held_out;           // the request its benefit was measured on
-    std::vector<uint32_t> segments; // warmable segments the warm-up ran (map indices)
-    double weight = 0;              // the largest weight among them
-    double base_us = 0;             // held-out request from the base (median)
-    double snapshot_us = 0;         // held-out request from base + this snapshot (median)
-    uint64_t pages = 0;             // pages stored
-    uint64_t bytes = 0;             // file size
+    std::string file;                  // in the library directory
+    std::vector<uint64_t> segment_ids; // the map's ids of `segments`
+    std::vector<std::string> names;    // and their names
+    std::string warmup;                // the request the snapshot was made after
+    std::string held_out;              // the request its benefit was measured on
+    std::vector<uint32_t> segments;    // warmable segments the warm-up ran (map indices)
+    double weight = 0;                 // the largest weight among them
+    double base_us = 0;                // held-out request from the base (median)
+    double snapshot_us = 0;            // held-out request from base + this snapshot (median)
+    uint64_t pages = 0;                // pages stored
+    uint64_t bytes = 0;                // file size
     uint64_t requests_in_route = 0;
     // Monitored while it was made: the warm-up's response (for later
     // verification), latency and exits, pages it dirtied, pages the
@@ -58,6 +85,9 @@ struct SnapshotEntry {
     uint64_t warmup_exits = 0;
     uint64_t pages_dirtied = 0;
     uint64_t pages_touched = 0;
+    // The held-out request traced from the snapshot: how many of the
+    // route's warmable segments it no longer ran (the deterministic benefit).
+    uint64_t segments_saved = 0;
 };
 
 struct BuildReport {
@@ -65,6 +95,9 @@ struct BuildReport {
     std::vector<std::string> dropped; // routes with no snapshot, and why
     uint64_t requests_traced = 0, requests_failed = 0;
     uint64_t base_bytes = 0;
+    uint64_t routes = 0;          // distinct routes among the successful samples
+    uint64_t history_skipped = 0; // history records that could not be used
+    bool shard = false;           // a shard was written, not a library
 };
 
 // Builds the library in `dir`: written beside it and swapped in at the end
@@ -72,5 +105,13 @@ struct BuildReport {
 // library intact; a second build of the same directory at the same time
 // fails with a clear error (a lock on DIR.lock).
 Result<BuildReport> build_library(const BuildOptions& options, const std::string& dir);
+
+// Joins the shards of a deterministic sharded build (build_library with
+// shard 1..n of n) into the library `dir`, byte-identical to the one a
+// single deterministic build writes (timings.jsonl aside). The shards must
+// be of one program, map, base snapshot, plan and budget, each 1..n present
+// once. Written under the same lock and swapped in the same way as a build.
+Result<BuildReport> combine_shards(std::span<const std::string> shards, const std::string& dir,
+                                   const std::function<void(const std::string&)>& progress = {});
 
 } // namespace presnap::library

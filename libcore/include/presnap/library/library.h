@@ -29,6 +29,7 @@ struct Entry {
     uint64_t pages = 0, bytes = 0, route_requests = 0;
     uint64_t pages_dirtied = 0, pages_touched = 0, warmup_exits = 0;
     double warmup_us = 0;
+    uint64_t segments_saved = 0; // warmable segments the held-out request no longer ran from it
     std::string warmup;          // the request the snapshot was made after
     std::string held_out;        // the request its benefit was measured on
     std::string warmup_response; // the warm-up's response, byte for byte
@@ -40,6 +41,9 @@ struct Library {
     std::string base_path; // absolute: DIR/base.snap
     std::string map_path;  // absolute: DIR/map.pmap, the map it was built from ("" if absent)
     uint64_t base_bytes = 0, requests = 0, failed = 0;
+    // Built with --deterministic: the timings (base_us ... warmup_exits) come
+    // from DIR/timings.jsonl, the one file that is not byte-stable.
+    bool deterministic = false;
     std::vector<Entry> snapshots; // manifest (rank) order
 
     // By id ("s001") or file name ("s001.snap"); nullptr when absent.
