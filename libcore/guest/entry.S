@@ -10,7 +10,7 @@
 
     .section .header, "a"
     .quad PSN_KERNEL_MAGIC
-    .long PSN_ABI_VERSION, 0
+    .long PSN_ABI_VERSION, psn_stats /* stats_addr (syscall.c) */
     .quad psn_syscall_entry
     .quad psn_exc_table
     .quad __kernel_end

@@ -9,6 +9,16 @@ static int initialised;
 static u64 reported[8];                      /* unsupported syscalls already reported, by number */
 #define REPORTED_LIMIT (sizeof reported * 8) /* numbers at or above are not reported */
 
+/* What the monitor reads through the kernel header's stats_addr. */
+struct psn_stats psn_stats;
+
+/* Adds `len`, page rounded, to `counter` when `r` is not an error. */
+static i64 count_bytes(i64 r, u64* counter, u64 len) {
+    if ((u64)r < (u64)-4095)
+        *counter += PAGE_UP(len);
+    return r;
+}
+
 /* The first system call sets the kernel up from the boot info. */
 static void init(void) {
     if (boot->magic != PSN_BOOT_MAGIC || boot->abi_version != PSN_ABI_VERSION)
@@ -17,6 +27,7 @@ static void init(void) {
     reseed();
     set_clock(boot->realtime_ns, boot->monotonic_ns, boot->tsc_hz);
     files_init();
+    psn_stats.magic = PSN_STATS_MAGIC;
     initialised = 1;
 }
 
@@ -49,6 +60,7 @@ static int refused(u64 nr) {
 i64 psn_syscall(u64 nr, u64 a0, u64 a1, u64 a2, u64 a3, u64 a4, u64 a5) {
     if (!initialised)
         init();
+    psn_stats.syscalls[nr < PSN_STATS_SYSCALLS - 1 ? nr : PSN_STATS_SYSCALLS - 1]++;
     switch (nr) {
     /* files */
     case SYS_read:
@@ -100,17 +112,21 @@ i64 psn_syscall(u64 nr, u64 a0, u64 a1, u64 a2, u64 a3, u64 a4, u64 a5) {
 
     /* memory */
     case SYS_mmap:
-        return sys_mmap(a0, a1, a2, a3, FD(a4), a5);
+        return count_bytes(sys_mmap(a0, a1, a2, a3, FD(a4), a5), &psn_stats.mmap_bytes, a1);
     case SYS_mprotect:
         return sys_mprotect(a0, a1);
     case SYS_munmap:
-        return sys_munmap(a0, a1);
+        return count_bytes(sys_munmap(a0, a1), &psn_stats.munmap_bytes, a1);
     case SYS_mremap:
-        return sys_mremap(a0, a1, a2, a3, a4);
+        return count_bytes(count_bytes(sys_mremap(a0, a1, a2, a3, a4), &psn_stats.mmap_bytes, a2),
+                           &psn_stats.munmap_bytes, a1);
     case SYS_madvise:
         return sys_madvise(a0, a1, a2);
-    case SYS_brk:
-        return sys_brk(a0);
+    case SYS_brk: {
+        i64 r = sys_brk(a0);
+        psn_stats.brk_bytes = brk_cur - boot->brk_start;
+        return r;
+    }
 
     /* time */
     case SYS_clock_gettime:

@@ -4,10 +4,12 @@
 #include "presnap/analysis/hash.h"
 #include "presnap/analysis/history.h"
 #include "presnap/analysis/pmap.h"
+#include "presnap/guest_abi.h"
 #include "presnap/library/library.h"
 #include "presnap/runtime/history_recorder.h"
 #include "presnap/snapshot/session_snapshots.h"
 #include "presnap/version.h"
+#include "presnap/vmm/syscall_names.h"
 
 #include <algorithm>
 #include <atomic>
@@ -24,6 +26,7 @@
 #include <optional>
 #include <sys/file.h>
 #include <thread>
+#include <tuple>
 #include <unistd.h>
 
 namespace presnap::library {
@@ -79,6 +82,36 @@ Result<Served> serve_one(runtime::Session& session,
             out.err().empty() && (error_prefix.empty() || r.response.rfind(error_prefix, 0) != 0);
     }
     return r;
+}
+
+// The guest kernel's counters, if its header names them (kernels before
+// them say 0). Read from guest memory, so checked: inside the kernel image,
+// with the magic.
+std::optional<psn_stats> read_counters(runtime::Session& session) {
+    auto& mem = session.memory();
+    auto kh = mem.read_obj<psn_kernel_header>(PSN_KERNEL_BASE);
+    if (!kh || kh->stats_addr == 0 || kh->stats_addr % 8 || kh->stats_addr < PSN_KERNEL_BASE ||
+        kh->image_end > PSN_KERNEL_LIMIT || kh->stats_addr > kh->image_end ||
+        kh->image_end - kh->stats_addr < sizeof(psn_stats))
+        return std::nullopt;
+    auto st = mem.read_obj<psn_stats>(kh->stats_addr);
+    if (!st || st->magic != PSN_STATS_MAGIC)
+        return std::nullopt;
+    return *st;
+}
+
+// What the counters say happened between `before` and `after`.
+void record_counters(const psn_stats& before, const psn_stats& after, SnapshotEntry& e) {
+    e.counted = true;
+    e.brk_growth = static_cast<int64_t>(after.brk_bytes - before.brk_bytes);
+    e.mmap_growth = static_cast<int64_t>((after.mmap_bytes - before.mmap_bytes) -
+                                         (after.munmap_bytes - before.munmap_bytes));
+    for (uint32_t nr = 0; nr < PSN_STATS_SYSCALLS; nr++) {
+        uint64_t n = after.syscalls[nr] - before.syscalls[nr];
+        if (n)
+            e.syscalls.emplace_back(
+                nr == PSN_STATS_SYSCALLS - 1 ? std::string("other") : vmm::syscall_name(nr), n);
+    }
 }
 
 // Runs fn(i, worker) for every i in [0, n) on `jobs` threads (worker in
@@ -151,6 +184,18 @@ struct RouteResult {
     SnapshotEntry entry;
 };
 
+// The manifest keys of the guest kernel's counters, each followed by a
+// comma; none when the guest kernel had no counters.
+std::string counter_keys(const SnapshotEntry& e) {
+    if (!e.counted)
+        return {};
+    std::string sys;
+    for (const auto& [name, n] : e.syscalls)
+        sys += fmt::format("{}{}:{}", sys.empty() ? "" : ",", analysis::json::quote(name), n);
+    return fmt::format("\"brk_growth\":{},\"mmap_growth\":{},\"syscalls\":{{{}}},", e.brk_growth,
+                       e.mmap_growth, sys);
+}
+
 // Keeps the made routes in rank order within the budget, names them
 // sNNN.snap and writes the manifest (and, deterministic, timings.jsonl):
 // what a single build and combine_shards share, so that they agree byte for
@@ -208,11 +253,11 @@ Status finish(const fs::path& tmp, const Head& head, std::vector<RouteResult>& r
             "{{\"type\":\"snapshot\",\"file\":\"{}\",\"segments\":[{}],\"names\":[{}],"
             "\"weight\":{:.6f},{}\"pages\":{},\"bytes\":{},\"route_requests\":{},\"warmup\":{},"
             "\"held_out\":{},\"pages_dirtied\":{},\"pages_touched\":{},{}\"segments_saved\":{},"
-            "\"warmup_response\":{}}}\n",
+            "{}\"warmup_response\":{}}}\n",
             e.file, ids, names, e.weight, head.deterministic ? "" : timing_keys + ",", e.pages,
             e.bytes, e.requests_in_route, json::quote(e.warmup), json::quote(e.held_out),
             e.pages_dirtied, e.pages_touched, head.deterministic ? "" : warmup_keys + ",",
-            e.segments_saved, json::quote(e.warmup_response));
+            e.segments_saved, counter_keys(e), json::quote(e.warmup_response));
     }
     if (head.deterministic) {
         timings = "{\"format\":\"presnap-library-timings\",\"version\":1}\n" + timings;
@@ -245,10 +290,10 @@ std::string entry_json(const SnapshotEntry& e) {
         "\"file\":{},\"segments\":[{}],\"names\":[{}],\"weight\":{},\"base_us\":{},"
         "\"snapshot_us\":{},\"pages\":{},\"bytes\":{},\"route_requests\":{},\"warmup\":{},"
         "\"held_out\":{},\"pages_dirtied\":{},\"pages_touched\":{},\"warmup_us\":{},"
-        "\"warmup_exits\":{},\"segments_saved\":{},\"warmup_response\":{}",
+        "\"warmup_exits\":{},\"segments_saved\":{},{}\"warmup_response\":{}",
         json::quote(e.file), ids, names, e.weight, e.base_us, e.snapshot_us, e.pages, e.bytes,
         e.requests_in_route, json::quote(e.warmup), json::quote(e.held_out), e.pages_dirtied,
-        e.pages_touched, e.warmup_us, e.warmup_exits, e.segments_saved,
+        e.pages_touched, e.warmup_us, e.warmup_exits, e.segments_saved, counter_keys(e),
         json::quote(e.warmup_response));
 }
 
@@ -272,6 +317,21 @@ std::string shard_json(const ShardHead& h, const std::vector<RouteResult>& resul
         s += "}\n";
     }
     return s;
+}
+
+// The number of a syscall name as record_counters writes it.
+std::optional<uint32_t> syscall_number(const std::string& name) {
+    static const std::map<std::string, uint32_t> numbers = [] {
+        std::map<std::string, uint32_t> m;
+        for (uint32_t nr = 0; nr + 1 < PSN_STATS_SYSCALLS; nr++)
+            m.emplace(vmm::syscall_name(nr), nr);
+        m["other"] = PSN_STATS_SYSCALLS - 1;
+        return m;
+    }();
+    auto it = numbers.find(name);
+    if (it == numbers.end())
+        return std::nullopt;
+    return it->second;
 }
 
 // Reads a shard directory's shard.jsonl, checked field by field: the file
@@ -433,6 +493,36 @@ Result<Shard> read_shard(const std::string& dir_arg) {
             x.warmup_exits = count(*e, "warmup_exits");
             x.segments_saved = count(*e, "segments_saved");
             x.warmup_response = str(*e, "warmup_response");
+            if (const json::Value* sys = e->find("syscalls")) {
+                auto integer = [&](const char* key) -> int64_t {
+                    double d = num(*e, key);
+                    if ((std::fabs(d) > 9.0e15 || d != std::floor(d)) && err.empty())
+                        err = fmt::format("\"{}\" is not an integer", key);
+                    return err.empty() ? static_cast<int64_t>(d) : 0;
+                };
+                x.counted = true;
+                x.brk_growth = integer("brk_growth");
+                x.mmap_growth = integer("mmap_growth");
+                if (sys->type != json::Value::Type::kObject ||
+                    sys->object.size() > PSN_STATS_SYSCALLS)
+                    return fail("\"syscalls\" must be an object of at most 512 counts");
+                // In number order, as written: the object's own order is
+                // lost by the parser, so the names are sorted back by number.
+                std::vector<std::tuple<uint32_t, std::string, uint64_t>> by_nr;
+                for (const auto& [name, count_v] : sys->object) {
+                    if (count_v.type != json::Value::Type::kNumber || count_v.number < 1 ||
+                        count_v.number > 9.0e15 || count_v.number != std::floor(count_v.number))
+                        return fail(fmt::format("syscall count of {} is not a positive count",
+                                                json::quote(name)));
+                    auto nr = syscall_number(name);
+                    if (!nr)
+                        return fail(fmt::format("{} is not a syscall name", json::quote(name)));
+                    by_nr.emplace_back(*nr, name, static_cast<uint64_t>(count_v.number));
+                }
+                std::sort(by_nr.begin(), by_nr.end());
+                for (auto& [nr, name, n] : by_nr)
+                    x.syscalls.emplace_back(std::move(name), n);
+            }
             if (err.empty() && (x.weight < 0 || x.weight > 1))
                 err = "\"weight\" is not a probability";
             if (!err.empty())
@@ -629,6 +719,49 @@ Result<BuildReport> build_into(const BuildOptions& o, const fs::path& tmp) {
     for (const auto& s : samples)
         if (!s.failed && !s.warm.empty())
             routes[s.warm].push_back(&s);
+    if (!o.history_path.empty()) {
+        // A history is a claim, and a request served by a warm process does
+        // not rerun the initialisers an earlier one ran: trace the first
+        // request of each claimed route from the base, and file the route's
+        // requests under what that trace shows.
+        std::vector<std::pair<std::vector<uint32_t>, std::vector<const Sample*>>> claims(
+            routes.begin(), routes.end());
+        std::vector<std::optional<std::vector<uint32_t>>> traced(claims.size());
+        auto checked = parallel_for(claims.size(), jobs, [&](size_t i, int w) -> Status {
+            auto session = tracer(w);
+            if (!session)
+                return std::unexpected(session.error());
+            auto t =
+                serve_one(**session, base_chain, claims[i].second.front()->request, o.error_prefix);
+            if (!t)
+                return std::unexpected(t.error());
+            std::vector<uint32_t> ran;
+            for (uint32_t seg : t->segments)
+                if (seg < segs.size() && segs[seg].warmable)
+                    ran.push_back(seg);
+            std::sort(ran.begin(), ran.end());
+            if (t->ok && !ran.empty())
+                traced[i] = std::move(ran);
+            tick(BuildProgress::Phase::kTrace, i + 1, claims.size(), 0);
+            return {};
+        });
+        if (!checked)
+            return std::unexpected(checked.error());
+        routes.clear();
+        for (size_t i = 0; i < claims.size(); i++) {
+            if (!traced[i]) {
+                report.history_skipped += claims[i].second.size();
+                say(fmt::format("'{}' failed or ran no warmable segment when traced from the "
+                                "base: its history route is not used",
+                                claims[i].second.front()->request));
+                continue;
+            }
+            auto& list = routes[*traced[i]];
+            list.insert(list.end(), claims[i].second.begin(), claims[i].second.end());
+        }
+        for (auto& [warm, list] : routes) // file order (samples is in file order)
+            std::sort(list.begin(), list.end());
+    }
     struct Route {
         std::vector<uint32_t> warm;
         std::vector<const Sample*> samples; // the warm-up first, then the held-out
@@ -692,30 +825,12 @@ Result<BuildReport> build_into(const BuildOptions& o, const fs::path& tmp) {
         auto trace_session = tracer(w);
         if (!trace_session)
             return std::unexpected(trace_session.error());
-        if (!o.history_path.empty()) {
-            // A history is a claim: check that the warm-up runs the route's
-            // segments before a snapshot is made after it.
-            auto t = serve_one(**trace_session, base_chain, warm->request, o.error_prefix);
-            if (!t)
-                return std::unexpected(t.error());
-            std::vector<uint32_t> ran;
-            for (uint32_t seg : t->segments)
-                if (seg < segs.size() && segs[seg].warmable)
-                    ran.push_back(seg);
-            std::sort(ran.begin(), ran.end());
-            if (!t->ok || ran != route.warm) {
-                m.problem =
-                    fmt::format("the history's warm-up '{}' {} when traced from the base",
-                                warm->request, t->ok ? "ran other warmable segments" : "failed");
-                tick(BuildProgress::Phase::kSnapshots, ++routes_done, mine.size(), routes_made);
-                return {};
-            }
-        }
         snapshot::RestoreOptions ro;
         ro.session = dopt;
         auto s = snapshot::restore(base_chain, ro);
         if (!s)
             return std::unexpected(s.error());
+        auto counters_before = read_counters(**s);
         auto in = runtime::MemoryRequestSource::of_lines({warm->request});
         runtime::MemoryResponseSink warm_out;
         auto wr = (*s)->run(in, warm_out, runtime::AtEof::kStop);
@@ -726,6 +841,8 @@ Result<BuildReport> build_into(const BuildOptions& o, const fs::path& tmp) {
             tick(BuildProgress::Phase::kSnapshots, ++routes_done, mine.size(), routes_made);
             return {};
         }
+        if (auto after = read_counters(**s); counters_before && after)
+            record_counters(*counters_before, *after, m.entry);
         auto cap = snapshot::capture(**s);
         if (!cap)
             return std::unexpected(cap.error());

@@ -286,6 +286,27 @@ Result<Library> open_library(const std::string& dir_arg) {
         e.warmup_us = f.number("warmup_us", false);
         e.warmup_exits = f.count("warmup_exits", false);
         e.segments_saved = f.count("segments_saved", false);
+        if (const json::Value* sys = v.find("syscalls")) {
+            e.counted = true;
+            for (const char* key : {"brk_growth", "mmap_growth"}) {
+                double d = f.number(key);
+                if (err.empty() && (std::fabs(d) > 9.0e15 || d != std::floor(d)))
+                    err = fmt::format("\"{}\" is not an integer", key);
+                (key[0] == 'b' ? e.brk_growth : e.mmap_growth) = static_cast<int64_t>(d);
+            }
+            if (err.empty() &&
+                (sys->type != json::Value::Type::kObject || sys->object.size() > 4096))
+                err = "\"syscalls\" is not an object of counts";
+            for (const auto& [name, n] : sys->object) {
+                if (!err.empty())
+                    break;
+                if (n.type != json::Value::Type::kNumber || n.number < 0 || n.number > 9.0e15 ||
+                    n.number != std::floor(n.number))
+                    err = fmt::format("\"syscalls\" count of {} is not a count", json::quote(name));
+                else
+                    e.syscalls.emplace_back(name, static_cast<uint64_t>(n.number));
+            }
+        }
         e.warmup_response = f.string("warmup_response");
         if (err.empty() && e.weight < 0)
             err = fmt::format("\"weight\" {} is negative", e.weight);

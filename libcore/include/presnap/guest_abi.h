@@ -52,14 +52,31 @@
 /* The guest kernel image starts with this header (at PSN_KERNEL_BASE). */
 #define PSN_KERNEL_MAGIC 0x314e524b4e535350ull /* "PSSNKRN1" */
 struct psn_kernel_header {
-    uint64_t magic;       /* PSN_KERNEL_MAGIC */
-    uint32_t abi_version; /* PSN_ABI_VERSION */
-    uint32_t pad;
+    uint64_t magic;         /* PSN_KERNEL_MAGIC */
+    uint32_t abi_version;   /* PSN_ABI_VERSION */
+    uint32_t stats_addr;    /* struct psn_stats in the kernel image; 0: none (see below) */
     uint64_t syscall_entry; /* MSR_LSTAR */
     uint64_t exc_table;     /* 32 handler addresses for vectors 0..31 */
     uint64_t image_end;     /* end of text+data+bss (page aligned) */
     uint64_t out_len_addr;  /* u64: stdout bytes buffered at boot_info.out_buf; the
                                monitor flushes them when the guest is stopped */
+};
+
+/* Counters the guest kernel keeps while it serves syscalls, for the monitor
+ * to read at wait points (snapgen's records of what a warm-up did: memory
+ * growth, syscalls by number). Only the guest writes them; the host reads
+ * them and never trusts them for anything but the report. The header's
+ * stats_addr was padding, always 0, before them: a kernel without counters
+ * still says 0, an older monitor ignores the field, so this addition kept
+ * PSN_ABI_VERSION. */
+#define PSN_STATS_MAGIC 0x315354544e53504eull /* "NPSNTTS1" */
+#define PSN_STATS_SYSCALLS 512u /* one counter per number below 511; the last counts the rest */
+struct psn_stats {
+    uint64_t magic;      /* PSN_STATS_MAGIC */
+    uint64_t brk_bytes;  /* the program break's distance above brk_start, now */
+    uint64_t mmap_bytes; /* bytes mapped by successful mmap and mremap calls, page rounded, ever */
+    uint64_t munmap_bytes; /* bytes released by successful munmap and mremap calls, ever */
+    uint64_t syscalls[PSN_STATS_SYSCALLS]; /* calls by number, ever */
 };
 
 #define PSN_BOOT_MAGIC 0x50534e424f4f5431ull /* "PSNBOOT1" */

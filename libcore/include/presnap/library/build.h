@@ -22,6 +22,7 @@
 #include <functional>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace presnap::library {
@@ -88,6 +89,13 @@ struct SnapshotEntry {
     // The held-out request traced from the snapshot: how many of the
     // route's warmable segments it no longer ran (the deterministic benefit).
     uint64_t segments_saved = 0;
+    // The guest kernel's counters (guest_abi.h, psn_stats) over the
+    // warm-up: how far the program break moved, the bytes mmap'd less those
+    // munmap'd, and the syscalls by name, in number order. `counted` is
+    // false for a guest kernel without counters.
+    bool counted = false;
+    int64_t brk_growth = 0, mmap_growth = 0;
+    std::vector<std::pair<std::string, uint64_t>> syscalls;
 };
 
 struct BuildReport {

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace presnap::library {
@@ -30,6 +31,10 @@ struct Entry {
     uint64_t pages_dirtied = 0, pages_touched = 0, warmup_exits = 0;
     double warmup_us = 0;
     uint64_t segments_saved = 0; // warmable segments the held-out request no longer ran from it
+    // The guest kernel's counters over the warm-up (absent: counted false).
+    bool counted = false;
+    int64_t brk_growth = 0, mmap_growth = 0;
+    std::vector<std::pair<std::string, uint64_t>> syscalls; // by name, sorted
     std::string warmup;          // the request the snapshot was made after
     std::string held_out;        // the request its benefit was measured on
     std::string warmup_response; // the warm-up's response, byte for byte
