@@ -100,18 +100,33 @@ std::optional<psn_stats> read_counters(runtime::Session& session) {
     return *st;
 }
 
-// What the counters say happened between `before` and `after`.
-void record_counters(const psn_stats& before, const psn_stats& after, SnapshotEntry& e) {
-    e.counted = true;
-    e.brk_growth = static_cast<int64_t>(after.brk_bytes - before.brk_bytes);
-    e.mmap_growth = static_cast<int64_t>((after.mmap_bytes - before.mmap_bytes) -
-                                         (after.munmap_bytes - before.munmap_bytes));
+// What the counters say happened between `before` and `after`. They live
+// in memory the program could overwrite: figures no guest of `mem_size`
+// bytes could produce in one request leave the entry without counters.
+void record_counters(const psn_stats& before, const psn_stats& after, uint64_t mem_size,
+                     SnapshotEntry& e) {
+    constexpr uint64_t kMaxCalls = 1ull << 40;
+    auto growth = [](uint64_t b, uint64_t a) { return static_cast<int64_t>(a - b); };
+    int64_t brk = growth(before.brk_bytes, after.brk_bytes);
+    int64_t mapped = growth(before.mmap_bytes, after.mmap_bytes);
+    int64_t unmapped = growth(before.munmap_bytes, after.munmap_bytes);
+    if (brk <= -static_cast<int64_t>(mem_size) || brk >= static_cast<int64_t>(mem_size) ||
+        mapped < 0 || unmapped < 0 || static_cast<uint64_t>(mapped) > kMaxCalls ||
+        static_cast<uint64_t>(unmapped) > kMaxCalls)
+        return;
+    std::vector<std::pair<std::string, uint64_t>> calls;
     for (uint32_t nr = 0; nr < PSN_STATS_SYSCALLS; nr++) {
         uint64_t n = after.syscalls[nr] - before.syscalls[nr];
+        if (n > kMaxCalls)
+            return;
         if (n)
-            e.syscalls.emplace_back(
+            calls.emplace_back(
                 nr == PSN_STATS_SYSCALLS - 1 ? std::string("other") : vmm::syscall_name(nr), n);
     }
+    e.counted = true;
+    e.brk_growth = brk;
+    e.mmap_growth = mapped - unmapped;
+    e.syscalls = std::move(calls);
 }
 
 // Runs fn(i, worker) for every i in [0, n) on `jobs` threads (worker in
@@ -842,7 +857,7 @@ Result<BuildReport> build_into(const BuildOptions& o, const fs::path& tmp) {
             return {};
         }
         if (auto after = read_counters(**s); counters_before && after)
-            record_counters(*counters_before, *after, m.entry);
+            record_counters(*counters_before, *after, base->guest_memory_size(), m.entry);
         auto cap = snapshot::capture(**s);
         if (!cap)
             return std::unexpected(cap.error());
@@ -858,13 +873,17 @@ Result<BuildReport> build_into(const BuildOptions& o, const fs::path& tmp) {
         if (!rep)
             return std::unexpected(rep.error());
         snapshot::set_working_set(*cap, rep->touched);
-        // The held-out request traced from the snapshot: which of the
-        // route's warmable segments it no longer runs.
+        // The held-out request traced from the base and from the snapshot:
+        // the traced segments (functions, warmable segments, route sites)
+        // it no longer runs are the work the snapshot saves it.
+        auto traced_base = serve_one(**trace_session, base_chain, held->request, o.error_prefix);
+        if (!traced_base)
+            return std::unexpected(traced_base.error());
         auto t = serve_one(**trace_session, chain, held->request, o.error_prefix);
         if (!t)
             return std::unexpected(t.error());
         SnapshotEntry& e = m.entry;
-        for (uint32_t seg : route.warm)
+        for (uint32_t seg : traced_base->segments)
             e.segments_saved +=
                 std::find(t->segments.begin(), t->segments.end(), seg) == t->segments.end();
         auto& timer = timers[size_t(w)];
@@ -904,9 +923,9 @@ Result<BuildReport> build_into(const BuildOptions& o, const fs::path& tmp) {
         e.pages_touched = rep->touched.size();
         if (o.deterministic ? e.segments_saved == 0 : e.snapshot_us >= e.base_us) {
             m.problem = o.deterministic
-                            ? fmt::format("no benefit ('{}' traced from the snapshot still ran "
-                                          "all {} of the route's warmable segments)",
-                                          held->request, route.warm.size())
+                            ? fmt::format("no benefit ('{}' traced from the snapshot ran every "
+                                          "segment it ran from the base)",
+                                          held->request)
                             : fmt::format("no benefit ({:.0f} us from the snapshot, {:.0f} us "
                                           "from the base)",
                                           e.snapshot_us, e.base_us);

@@ -8,7 +8,9 @@
 #               equals a single --deterministic build byte for byte (every
 #               file but timings.jsonl, which must still be readable); so do
 #               single builds with --jobs 1 and 2; each snapshot answers its
-#               held-out request like native; combine refuses a missing,
+#               held-out request like native; the warm-ups' records (syscalls,
+#               memory growth) are plausible and a bad one is refused; combine
+#               refuses a missing,
 #               repeated, foreign or tampered shard and leaves the previous
 #               library as it was
 #   concurrent  two builds of one directory started together: one is refused
@@ -101,6 +103,26 @@ shards)
         fail "combine failed"
     same_library "$work/one" "$work/combined"
     restores_like_native "$work/combined"
+    # Records from the guest kernel's counters: every warm-up read its
+    # request, wrote its response and grew the heap (each route builds a
+    # table), by less than the guest's memory.
+    python3 - "$work/one/manifest.jsonl" <<'PY' || fail "the records of the warm-ups are wrong"
+import json, sys
+lines = open(sys.argv[1]).read().splitlines()
+for l in lines[1:]:
+    r = json.loads(l)
+    sc = r.get("syscalls")
+    assert isinstance(sc, dict) and sc, ("no syscalls recorded", r["file"])
+    assert sc.get("read", 0) >= 1, (r["file"], sc)
+    assert sc.get("write", 0) + sc.get("writev", 0) >= 1, (r["file"], sc)
+    grow = r["brk_growth"] + r["mmap_growth"]
+    assert r["brk_growth"] >= 0 and r["mmap_growth"] >= 0 and 0 < grow < 256 << 20, (r["file"], grow)
+    assert r["segments_saved"] > 0, r["file"]
+PY
+    cp -r "$work/one" "$work/bad-records"
+    sed -i '2s/"syscalls":{"read":1/"syscalls":{"read":-1/' "$work/bad-records/manifest.jsonl"
+    "$CHECK" "$work/bad-records" >/dev/null 2>"$work/err" && fail "a negative syscall count was accepted"
+    expect_contains "$work/err" "manifest.jsonl:2: \"syscalls\" count of \"read\" is not a count"
     # Refusals.
     combine_refused "shard 2/3 is missing" "$work/shard-1" "$work/shard-3"
     combine_refused "are both shard 1/3" "$work/shard-1" "$work/shard-1" "$work/shard-2" "$work/shard-3"

@@ -51,7 +51,7 @@ struct BuildOptions {
     // Every choice without host timings: routes ranked by weight and segment
     // set, the warm-up is the route's first successful sample in file order,
     // and a snapshot is kept when the held-out request, traced from it, no
-    // longer runs some of the route's warmable segments. Timings go to
+    // longer runs some of the segments it runs from the base. Timings go to
     // DIR/timings.jsonl, which is not byte-stable; every other file is, given
     // a deterministic guest (program.deterministic and a restore seed).
     bool deterministic = false;
@@ -86,8 +86,9 @@ struct SnapshotEntry {
     uint64_t warmup_exits = 0;
     uint64_t pages_dirtied = 0;
     uint64_t pages_touched = 0;
-    // The held-out request traced from the snapshot: how many of the
-    // route's warmable segments it no longer ran (the deterministic benefit).
+    // The held-out request traced from the base and from the snapshot: how
+    // many traced segments it ran from the base and no longer ran from the
+    // snapshot (the deterministic benefit).
     uint64_t segments_saved = 0;
     // The guest kernel's counters (guest_abi.h, psn_stats) over the
     // warm-up: how far the program break moved, the bytes mmap'd less those

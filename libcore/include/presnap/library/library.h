@@ -30,7 +30,7 @@ struct Entry {
     uint64_t pages = 0, bytes = 0, route_requests = 0;
     uint64_t pages_dirtied = 0, pages_touched = 0, warmup_exits = 0;
     double warmup_us = 0;
-    uint64_t segments_saved = 0; // warmable segments the held-out request no longer ran from it
+    uint64_t segments_saved = 0; // traced segments the held-out request no longer ran from it
     // The guest kernel's counters over the warm-up (absent: counted false).
     bool counted = false;
     int64_t brk_growth = 0, mmap_growth = 0;
