@@ -170,7 +170,12 @@ psn_exc_table:
 
     .section .note.GNU-stack, "", @progbits
     .bss
-    .balign 16
+    /* psn_fault and psn_user_rsp fill one 64-byte block, so they are always
+     * on one page: every syscall writes psn_user_rsp, so that page is dirty
+     * whether or not a breakpoint handler wrote psn_fault, and a traced guest
+     * leaves the same page-table dirty bits as an untraced one
+     * (tests/kvm/trace_capture.cpp), wherever the linker puts the block. */
+    .balign 64
     .globl psn_fault
 psn_fault:
     .skip 56
