@@ -123,6 +123,15 @@ PY
     sed -i '2s/"syscalls":{"read":1/"syscalls":{"read":-1/' "$work/bad-records/manifest.jsonl"
     "$CHECK" "$work/bad-records" >/dev/null 2>"$work/err" && fail "a negative syscall count was accepted"
     expect_contains "$work/err" "manifest.jsonl:2: \"syscalls\" count of \"read\" is not a count"
+    # timings.jsonl is checked as the manifest is.
+    cp -r "$work/one" "$work/bad-timings"
+    rm "$work/bad-timings/timings.jsonl"
+    "$CHECK" "$work/bad-timings" >/dev/null 2>"$work/err" && fail "a library without its timings.jsonl was accepted"
+    expect_contains "$work/err" "timings.jsonl"
+    { cat "$work/one/timings.jsonl"; sed -n 2p "$work/one/timings.jsonl"; } >"$work/bad-timings/timings.jsonl"
+    "$CHECK" "$work/bad-timings" >/dev/null 2>"$work/err" && fail "a timings.jsonl naming a snapshot twice was accepted"
+    expect_contains "$work/err" "is listed twice"
+    "$CHECK" "$work/shard-1" >/dev/null 2>"$work/err" && fail "a shard directory was opened as a library"
     # Refusals.
     combine_refused "shard 2/3 is missing" "$work/shard-1" "$work/shard-3"
     combine_refused "are both shard 1/3" "$work/shard-1" "$work/shard-1" "$work/shard-2" "$work/shard-3"
