@@ -17,7 +17,7 @@ namespace {
 
 // Neighbours that vote on a request's path.
 constexpr size_t kNeighbours = 8;
-constexpr double kNeighbourCutoff = 0.5;
+constexpr double kNeighbourCutoff = 0.75;
 // A route token matched in the request / not matched (static prediction).
 constexpr double kTokenMatched = 0.95;
 constexpr double kTokenUnmatched = 0.0;
@@ -305,7 +305,7 @@ bool predict_history(const Index& ix, const State& st, const std::vector<std::st
     p.snap.assign(st.snaps.size(), 0);
     double total = 0;
     for (size_t i = 0; i < k; i++) {
-        // Only near neighbours vote: those at least half as similar as the
+        // Only near neighbours vote: those at least 3/4 as similar as the
         // nearest (a request far from every route's examples is not
         // evidence for any route).
         if (scored[i].sim < kNeighbourCutoff * scored[0].sim)

@@ -17,7 +17,8 @@
 #      impossible, even with no byte budget;
 #   4. for a new request of each tenant (a SKU and key order not in the
 #      requests), with history and without (route tokens), it selects exactly
-#      that tenant's snapshot.
+#      that tenant's snapshot; a malformed request or an unknown tenant gets
+#      the base alone.
 source "$(dirname "$0")/../kvm/lib.sh"
 SNAPRUN=$1 SNAPGEN=$2 PEA=$3 SNAPSELECT=$4 PROGRAM=$5 REQUESTS=$6
 shift 6
@@ -90,10 +91,12 @@ expect_contains "$work/explain.txt" "# warm-all: impossible"
 "$SNAPSELECT" --lib "$work/lib" --json --request '{"tenant":"acme","op":"price","sku":1}' |
     grep -q '"warm_all":false' || fail "warm_all is not false in the JSON form"
 
-# 4. Each tenant's new request selects that tenant's snapshot, alone.
+# 4. Each tenant's new request selects that tenant's snapshot, alone. The
+# map alone cannot know that the cache evicts (only a history shows it), so
+# without history the prediction is asked for directly (--no-warm-all).
 for mode in history static; do
     extra=()
-    [[ $mode == static ]] && extra=(--static)
+    [[ $mode == static ]] && extra=(--static --no-warm-all)
     for t in $tenants; do
         want=$(awk -F'\t' -v t="$t" '$2 == t {print $1}' "$work/snaps")
         got=$("$SNAPSELECT" --lib "$work/lib" "${extra[@]}" \
