@@ -18,6 +18,8 @@ namespace {
 // Neighbours that vote on a request's path.
 constexpr size_t kNeighbours = 8;
 constexpr double kNeighbourCutoff = 0.75;
+// Below this similarity to the nearest example, the map answers instead.
+constexpr double kMinSimilarity = 0.25;
 // A route token matched in the request / not matched (static prediction).
 constexpr double kTokenMatched = 0.95;
 constexpr double kTokenUnmatched = 0.0;
@@ -38,7 +40,10 @@ struct Index {
     std::vector<double> idf;
     std::vector<std::vector<uint32_t>> postings; // feature -> examples
     std::vector<Example> examples;
-    double unseen_idf = 0; // the weight of a feature no example has
+    // The weight of a feature no example has: the mean weight of the known
+    // features of its kind (the text before its first ':'), so that an
+    // unknown first word weighs like a first word.
+    std::unordered_map<std::string, double> unseen_weight;
 };
 
 } // namespace
@@ -138,6 +143,10 @@ Result<std::shared_ptr<State>> base_state(const library::Library& lib) {
     return st;
 }
 
+std::string feature_kind(const std::string& name) {
+    return name.substr(0, name.find(':'));
+}
+
 void build_index(Index& ix, const State& st, const std::vector<const ModelExample*>& examples) {
     std::map<std::pair<std::vector<uint32_t>, std::vector<uint32_t>>, double> merged;
     for (const ModelExample* e : examples) {
@@ -209,7 +218,14 @@ void build_index(Index& ix, const State& st, const std::vector<const ModelExampl
             std::log((double(ix.examples.size()) + 1) / double(ix.postings[f].size())) / max_idf;
         ix.idf[f] = std::max(0.0, gain) + kRarityWeight * rarity;
     }
-    ix.unseen_idf = 0; // a feature no example has tells nothing about the route
+    std::unordered_map<std::string, std::pair<double, double>> kinds;
+    for (const auto& [name, id] : ix.feature_ids) {
+        auto& k = kinds[feature_kind(name)];
+        k.first += ix.idf[id];
+        k.second += 1;
+    }
+    for (const auto& [kind, sum] : kinds)
+        ix.unseen_weight[kind] = sum.first / sum.second;
     for (auto& ex : ix.examples)
         for (uint32_t f : ex.features)
             ex.weight += ix.idf[f];
@@ -264,7 +280,8 @@ bool predict_history(const Index& ix, const State& st, const std::vector<std::st
     for (const auto& name : features) {
         auto it = ix.feature_ids.find(name);
         if (it == ix.feature_ids.end()) {
-            query_weight += ix.unseen_idf;
+            if (auto u = ix.unseen_weight.find(feature_kind(name)); u != ix.unseen_weight.end())
+                query_weight += u->second;
             continue;
         }
         const double w = ix.idf[it->second];
@@ -295,6 +312,12 @@ bool predict_history(const Index& ix, const State& st, const std::vector<std::st
         shared[e] = 0;
     }
     if (scored.empty())
+        return false;
+    // No example close enough: the history knows nothing about this request.
+    const auto best =
+        std::max_element(scored.begin(), scored.end(),
+                         [](const Scored& a, const Scored& b) { return a.sim < b.sim; });
+    if (best->sim < kMinSimilarity)
         return false;
     const size_t k = std::min(kNeighbours, scored.size());
     std::partial_sort(scored.begin(), scored.begin() + ptrdiff_t(k), scored.end(),

@@ -265,24 +265,32 @@ TEST_CASE("users: a user's own model answers for them, everyone's for others") {
     REQUIRE(model.has_value());
     auto s = select::Selector::with_model(t.lib, *model);
     REQUIRE(s.has_value());
+    // The same request, "get x", ran s001's route for alice and s002's for bob.
     auto o = no_warm_all();
     o.user = "alice";
-    auto a = s->select("get q", o);
+    auto a = s->select("get x", o);
     CHECK(a.user_model == "alice");
     CHECK(a.snapshots == std::vector<std::string>{"s001"});
     o.user = "bob";
-    CHECK(s->select("get q", o).snapshots == std::vector<std::string>{"s002"});
-    // No model of her own: everyone's, where "get" went both ways, so both
+    CHECK(s->select("get x", o).snapshots == std::vector<std::string>{"s002"});
+    // No model of her own: everyone's, where "get x" went both ways, so both
     // are likely enough to be worth their pages.
     o.user = "carol";
-    auto c = s->select("get q", o);
+    auto c = s->select("get x", o);
     CHECK(c.user_model.empty());
+    CHECK(c.source == "history");
     CHECK(c.snapshots == std::vector<std::string>{"s001", "s002"});
     REQUIRE(c.candidates.size() == 3);
     for (int j : {0, 1}) {
         CHECK(c.candidates[size_t(j)].probability > 0.3);
         CHECK(c.candidates[size_t(j)].probability < 0.7);
     }
+    // Room for one of the two: the one worth more (s001: 50 ms of benefit
+    // against s002's 30 ms, at the same probability and pages).
+    o.max_bytes = 4097 * 4096;
+    auto one = s->select("get x", o);
+    CHECK(one.snapshots == std::vector<std::string>{"s001"});
+    CHECK(one.candidates[1].why == "over the byte budget");
 }
 
 TEST_CASE("the model file: stored atomically, read back, and used by open") {

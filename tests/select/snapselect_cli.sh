@@ -7,7 +7,8 @@
 # error and exit status with expected/CASE.out (--update rewrites them).
 set -u
 snapselect=$1
-here=$2/tests/select
+src=$2
+here=$src/tests/select
 update=${3:-}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -23,7 +24,7 @@ check() {
     local rc=$?
     {
         cat "$work/out"
-        sed "s|$work|WORK|g" "$work/err" | sed 's/^/stderr: /'
+        sed "s|$work|WORK|g; s|$src|SRC|g" "$work/err" | sed 's/^/stderr: /'
         echo "exit: $rc"
     } >"$work/got"
     if [[ $update == --update ]]; then
@@ -43,7 +44,7 @@ check static_warm_all "$S" --lib lib
 check static_text "$S" --lib lib --no-warm-all
 check static_json "$S" --lib lib --no-warm-all --json
 check static_explain "$S" --lib lib --no-warm-all --explain
-check static_budget "$S" --lib lib --max-bytes 5M --explain --request 'isprime 5'
+check static_budget "$S" --lib lib --max-bytes 20M --explain --request 'isprime 5'
 check static_budget_too_small "$S" --lib lib --max-bytes 4K --request 'isprime 5'
 # History (in memory): acme's state was rebuilt within a run, so no warm-all.
 check history_text "$S" --lib lib --history "$fx/history.jsonl"
@@ -54,8 +55,8 @@ check train "$S" --lib lib --train "$fx/history.jsonl"
 check trained_text "$S" --lib lib
 check trained_static "$S" --lib lib --static --no-warm-all
 # Per-user models.
-check user_alice "$S" --lib lib --history "$fx/users.jsonl" --no-warm-all --user alice --request 'get q'
-check user_bob "$S" --lib lib --history "$fx/users.jsonl" --no-warm-all --user bob --request 'get q'
+check user_alice "$S" --lib lib --history "$fx/users.jsonl" --no-warm-all --user alice --request 'get x'
+check user_bob "$S" --lib lib --history "$fx/users.jsonl" --no-warm-all --user bob --request 'get x'
 # Errors: one line in the house voice, documented exit status.
 check no_lib "$S"
 check bad_max_bytes "$S" --lib lib --max-bytes lots
