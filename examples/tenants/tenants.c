@@ -1,9 +1,10 @@
 /*
  * tenants: a multi-tenant pricing service (static glibc C).
  *
- * One JSON request per line on stdin, one response line on stdout:
+ * One request per line on stdin, the tenant's name and a JSON body, one
+ * response line on stdout:
  *
- *   {"tenant":"acme","op":"price","sku":42}
+ *   acme {"op":"price","sku":42}
  *
  * Each tenant has its own price table, built the first time one of its
  * requests arrives (a deterministic walk seeded per tenant, about 10 ms). The
@@ -115,10 +116,9 @@ static struct table* tenant_table(const char* name) {
     return NULL;
 }
 
-/* A deliberately small JSON reader: one flat object of string and
- * non-negative integer values, keys at most FIELD_MAX-1 bytes. */
+/* A deliberately small JSON reader for the body: one flat object of string
+ * and non-negative integer values, keys at most FIELD_MAX-1 bytes. */
 struct request {
-    char tenant[FIELD_MAX];
     char op[FIELD_MAX];
     long long sku; /* -1: absent */
 };
@@ -147,7 +147,7 @@ static const char* read_string(const char* p, char* out) {
 
 /* 0 on success, else a static error text. */
 static const char* parse_request(const char* p, struct request* r) {
-    r->tenant[0] = r->op[0] = '\0';
+    r->op[0] = '\0';
     r->sku = -1;
     p = skip_ws(p);
     if (*p++ != '{')
@@ -165,9 +165,7 @@ static const char* parse_request(const char* p, struct request* r) {
             char value[FIELD_MAX];
             if (!(p = read_string(p, value)))
                 return "bad string";
-            if (strcmp(key, "tenant") == 0)
-                strcpy(r->tenant, value);
-            else if (strcmp(key, "op") == 0)
+            if (strcmp(key, "op") == 0)
                 strcpy(r->op, value);
         } else if (*p >= '0' && *p <= '9') {
             long long v = 0;
@@ -194,14 +192,21 @@ static const char* parse_request(const char* p, struct request* r) {
 }
 
 static void handle(char* line) {
+    /* "TENANT {json}": the tenant's name, one space, the JSON body. */
+    char* body = strchr(line, ' ');
+    if (!body || body == line || body - line >= FIELD_MAX) {
+        printf("error: expected 'TENANT {\"op\":...,\"sku\":N}'\n");
+        return;
+    }
+    *body++ = '\0';
     struct request r;
-    const char* bad = parse_request(line, &r);
+    const char* bad = parse_request(body, &r);
     if (bad) {
         printf("error: %s\n", bad);
         return;
     }
-    if (!r.tenant[0] || !r.op[0] || r.sku < 0) {
-        printf("error: need tenant, op and sku\n");
+    if (!r.op[0] || r.sku < 0) {
+        printf("error: need op and sku\n");
         return;
     }
     int op = strcmp(r.op, "price") == 0   ? 1
@@ -212,9 +217,9 @@ static void handle(char* line) {
         printf("error: unknown op '%s'\n", r.op);
         return;
     }
-    struct table* t = tenant_table(r.tenant);
+    struct table* t = tenant_table(line);
     if (!t) {
-        printf("error: unknown tenant '%s'\n", r.tenant);
+        printf("error: unknown tenant '%s'\n", line);
         return;
     }
     t->used_at = request_no;
@@ -227,7 +232,7 @@ static void handle(char* line) {
     else
         for (size_t i = 0; i <= sku; i++)
             value += t->price[i];
-    printf("%s %s %lld: %llu\n", r.tenant, r.op, r.sku, (unsigned long long)value);
+    printf("%s %s %lld: %llu\n", line, r.op, r.sku, (unsigned long long)value);
 }
 
 int main(void) {

@@ -94,11 +94,13 @@ std::vector<std::string> request_features(std::string_view request) {
     }
     if (first)
         out.push_back(request.empty() ? "empty" : "f:");
-    size_t start = request.find_first_not_of(" \t");
-    if (start != std::string_view::npos && (request[start] == '{' || request[start] == '[')) {
+    // JSON: the line itself, or a JSON body after a command word
+    // ("acme {\"op\":...}"): the text from the first '{' or '['.
+    size_t start = request.find_first_of("{[");
+    if (start != std::string_view::npos) {
         analysis::json::Value v;
         std::string err;
-        if (analysis::json::parse(request, v, err))
+        if (analysis::json::parse(request.substr(start), v, err))
             add_json(out, v, "", 0);
         else
             out.push_back("json:bad");

@@ -17,15 +17,17 @@ namespace {
 
 // Neighbours that vote on a request's path.
 constexpr size_t kNeighbours = 8;
-constexpr double kNeighbourCutoff = 0.75;
+constexpr double kNeighbourCutoff = 0.5;
 // Below this similarity to the nearest example, the map answers instead.
 constexpr double kMinSimilarity = 0.25;
 // A route token matched in the request / not matched (static prediction).
 constexpr double kTokenMatched = 0.95;
 constexpr double kTokenUnmatched = 0.0;
-// How much a feature's rarity adds to its weight, next to its information
-// gain (bits) about the route.
+// How much a feature's rarity adds to its weight, next to what it tells
+// (bits) about the route.
 constexpr double kRarityWeight = 0.02;
+// Pseudo-examples of the overall route distribution added to a feature's.
+constexpr double kShrink = 1.0;
 
 struct Example {
     std::vector<uint32_t> features; // feature ids, sorted
@@ -164,12 +166,15 @@ void build_index(Index& ix, const State& st, const std::vector<const ModelExampl
     }
     for (auto& [key, count] : merged)
         ix.examples.push_back(Example{key.first, key.second, count, 0});
-    // Feature weights: how much a feature tells about the request's route
-    // (the information gain about which snapshots' routes the example ran),
-    // plus a little of its rarity so that ties still prefer closer requests.
-    // A feature every route shares (a JSON key, a length) weighs almost
-    // nothing; one that names the route (the first word, a tenant) weighs
-    // the most.
+    // Feature weights: how much knowing that a request has the feature
+    // tells about its route (which snapshots' routes the example ran): the
+    // entropy of the routes over all examples minus their entropy over the
+    // examples with the feature, those counts shrunk towards the overall
+    // distribution by one pseudo-example so that a feature seen once is
+    // trusted less than one seen often; plus a little of its rarity so that
+    // ties still prefer closer requests. A feature every route shares (a
+    // JSON key, a length) weighs almost nothing; one that names the route
+    // (the first word, a tenant) weighs the most.
     const size_t nf = ix.feature_ids.size();
     std::map<std::vector<uint32_t>, uint32_t> class_ids;
     std::vector<uint32_t> cls(ix.examples.size());
@@ -201,7 +206,7 @@ void build_index(Index& ix, const State& st, const std::vector<const ModelExampl
             ix.postings[f].push_back(e);
     ix.idf.assign(nf, 0);
     const double max_idf = std::log(double(ix.examples.size()) + 1);
-    std::vector<double> with(nc), without(nc);
+    std::vector<double> with(nc);
     for (size_t f = 0; f < nf; f++) {
         std::fill(with.begin(), with.end(), 0);
         double n_with = 0;
@@ -210,10 +215,8 @@ void build_index(Index& ix, const State& st, const std::vector<const ModelExampl
             n_with += ix.examples[e].count;
         }
         for (size_t c = 0; c < nc; c++)
-            without[c] = total_by_class[c] - with[c];
-        const double n_without = total - n_with;
-        const double gain = h_all - (n_with / total) * entropy(with, n_with) -
-                            (n_without / total) * entropy(without, n_without);
+            with[c] += kShrink * total_by_class[c] / total;
+        const double gain = h_all - entropy(with, n_with + kShrink);
         const double rarity =
             std::log((double(ix.examples.size()) + 1) / double(ix.postings[f].size())) / max_idf;
         ix.idf[f] = std::max(0.0, gain) + kRarityWeight * rarity;
@@ -328,7 +331,7 @@ bool predict_history(const Index& ix, const State& st, const std::vector<std::st
     p.snap.assign(st.snaps.size(), 0);
     double total = 0;
     for (size_t i = 0; i < k; i++) {
-        // Only near neighbours vote: those at least 3/4 as similar as the
+        // Only near neighbours vote: those at least half as similar as the
         // nearest (a request far from every route's examples is not
         // evidence for any route).
         if (scored[i].sim < kNeighbourCutoff * scored[0].sim)

@@ -135,6 +135,10 @@ TEST_CASE("features: words, the first word, numbers, length, JSON keys and value
     auto j = select::request_features(R"({"tenant":"acme","op":"price","sku":42})");
     for (const char* want : {"k:tenant", "kv:tenant=acme", "kv:sku=42", "w:acme", "k:op"})
         CHECK_MESSAGE(std::binary_search(j.begin(), j.end(), want), want);
+    // A JSON body after a command word.
+    auto body = select::request_features(R"(acme {"op":"price","sku":4})");
+    for (const char* want : {"f:acme", "k:op", "kv:op=price", "kv:sku=4"})
+        CHECK_MESSAGE(std::binary_search(body.begin(), body.end(), want), want);
     auto bad = select::request_features(R"({"tenant":"acme")");
     CHECK(std::binary_search(bad.begin(), bad.end(), "json:bad"));
     auto empty = select::request_features("");

@@ -37,7 +37,7 @@ import json, sys
 for l in open(sys.argv[1]).read().splitlines()[1:]:
     r = json.loads(l)
     if r.get("type") == "snapshot":
-        print("%s\t%s\t%s" % (r["file"][:-5], json.loads(r["warmup"])["tenant"],
+        print("%s\t%s\t%s" % (r["file"][:-5], r["warmup"].split(" ")[0],
                               ",".join(r["segments"])))
 PY
 cat "$work/snaps" >&2
@@ -55,8 +55,7 @@ snaps = [json.loads(l) for l in open(sys.argv[1]).read().splitlines()[1:]]
 snaps = [s for s in snaps if s.get("type") == "snapshot"]
 for s in snaps:
     print(s["warmup"])
-print(json.dumps({"tenant": json.loads(snaps[0]["warmup"])["tenant"], "op": "price", "sku": 4242},
-                 separators=(",", ":")))
+print(snaps[0]["warmup"].split(" ")[0] + ' {"op":"price","sku":4242}')
 PY
 "$SNAPRUN" -q --trace "$work/chain.jsonl" --map "$work/lib/map.pmap" "$work/lib/base.snap" \
     <"$work/chain.txt" >/dev/null || fail "replaying the warm-ups failed"
@@ -84,11 +83,11 @@ done <"$REQUESTS"
 "$SNAPRUN" -q --trace "$work/run.jsonl" --map "$work/lib/map.pmap" "$work/lib/base.snap" \
     <"$REQUESTS" >/dev/null
 "$SNAPSELECT" --lib "$work/lib" --train "$work"/h*.jsonl "$work/run.jsonl" || fail "training failed"
-"$SNAPSELECT" --lib "$work/lib" --explain --request '{"tenant":"acme","op":"price","sku":1}' \
+"$SNAPSELECT" --lib "$work/lib" --explain --request 'acme {"op":"price","sku":1}' \
     >"$work/explain.txt" || fail "snapselect failed"
 cat "$work/explain.txt" >&2
 expect_contains "$work/explain.txt" "# warm-all: impossible"
-"$SNAPSELECT" --lib "$work/lib" --json --request '{"tenant":"acme","op":"price","sku":1}' |
+"$SNAPSELECT" --lib "$work/lib" --json --request 'acme {"op":"price","sku":1}' |
     grep -q '"warm_all":false' || fail "warm_all is not false in the JSON form"
 
 # 4. Each tenant's new request selects that tenant's snapshot, alone. The
@@ -100,13 +99,13 @@ for mode in history static; do
     for t in $tenants; do
         want=$(awk -F'\t' -v t="$t" '$2 == t {print $1}' "$work/snaps")
         got=$("$SNAPSELECT" --lib "$work/lib" "${extra[@]}" \
-            --request "{\"sku\": 90210, \"op\": \"stock\", \"tenant\": \"$t\"}" | tail -1)
+            --request "$t {\"sku\": 90210, \"op\": \"stock\"}" | tail -1)
         [[ "$got" == "select $want" ]] ||
             fail "$mode: a request of $t selected '$got' (expected 'select $want')"
     done
 done
 # A malformed request or an unknown tenant: the base alone.
-for r in 'not json' '{"tenant":"nobody","op":"price","sku":1}'; do
+for r in 'not json' 'nobody {"op":"price","sku":1}'; do
     got=$("$SNAPSELECT" --lib "$work/lib" --request "$r" | tail -1)
     [[ "$got" == "select" ]] || fail "'$r' selected '$got' (expected the base alone)"
 done
