@@ -273,13 +273,10 @@ bool predict_history(const Index& ix, const State& st, const std::vector<std::st
                      Prediction& p) {
     if (ix.examples.empty())
         return false;
-    thread_local std::vector<double> shared;
-    thread_local std::vector<uint32_t> touched;
-    if (shared.size() < ix.examples.size())
-        shared.resize(ix.examples.size(), 0);
-    touched.clear();
     double query_weight = 0;
     uint32_t top = UINT32_MAX; // the query's most informative known feature
+    std::vector<uint32_t> known;
+    known.reserve(features.size());
     for (const auto& name : features) {
         auto it = ix.feature_ids.find(name);
         if (it == ix.feature_ids.end()) {
@@ -289,30 +286,42 @@ bool predict_history(const Index& ix, const State& st, const std::vector<std::st
         }
         const double w = ix.idf[it->second];
         query_weight += w;
+        known.push_back(it->second);
         if (top == UINT32_MAX || w > ix.idf[top] ||
             (w == ix.idf[top] && ix.postings[it->second].size() > ix.postings[top].size()))
             top = it->second;
-        for (uint32_t e : ix.postings[it->second]) {
-            if (shared[e] == 0)
-                touched.push_back(e);
-            shared[e] += w;
-        }
     }
+    if (top == UINT32_MAX)
+        return false;
+    std::sort(known.begin(), known.end());
     struct Scored {
         double sim;
         uint32_t e;
     };
-    std::vector<Scored> scored;
-    scored.reserve(touched.size());
     // Neighbours share the most informative feature (the route's word, the
     // tenant's name): a request that matches another route's examples on
-    // weaker features (an op, a length) is not evidence for that route.
-    for (uint32_t e : touched) {
-        const double uni = query_weight + ix.examples[e].weight - shared[e];
-        const auto& with_top = ix.postings[top];
-        if (shared[e] > 0 && uni > 0 && std::binary_search(with_top.begin(), with_top.end(), e))
-            scored.push_back({shared[e] / uni, e});
-        shared[e] = 0;
+    // weaker features (an op, a length) is not evidence for that route. So
+    // only the examples with that feature are scored, each by a merge of
+    // two sorted feature lists.
+    std::vector<Scored> scored;
+    scored.reserve(ix.postings[top].size());
+    for (uint32_t e : ix.postings[top]) {
+        const auto& ef = ix.examples[e].features;
+        double shared = 0;
+        for (size_t a = 0, b = 0; a < known.size() && b < ef.size();) {
+            if (known[a] < ef[b])
+                a++;
+            else if (ef[b] < known[a])
+                b++;
+            else {
+                shared += ix.idf[known[a]];
+                a++;
+                b++;
+            }
+        }
+        const double uni = query_weight + ix.examples[e].weight - shared;
+        if (shared > 0 && uni > 0)
+            scored.push_back({shared / uni, e});
     }
     if (scored.empty())
         return false;

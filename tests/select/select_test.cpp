@@ -500,3 +500,68 @@ TEST_CASE("select costs microseconds per call (measured)") {
     CHECK(chosen == size_t(n)); // one snapshot each
     CHECK(us < 1000);
 }
+
+TEST_CASE("damaged model files and odd requests never crash: 3000 mutations") {
+    TempLib t;
+    auto model = select::train(t.lib, std::vector{history(fresh_records())});
+    REQUIRE(model.has_value());
+    const std::string good = select::format_model(*model);
+    // A fixed-seed generator: the same mutations every run.
+    uint64_t x = 0x9e3779b97f4a7c15ull;
+    auto next = [&x] {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        return x;
+    };
+    size_t accepted = 0, refused = 0;
+    for (int i = 0; i < 3000; i++) {
+        std::string m = good;
+        const int edits = 1 + int(next() % 4);
+        for (int k = 0; k < edits; k++) {
+            const size_t at = size_t(next() % m.size());
+            switch (next() % 4) {
+            case 0:
+                m[at] = char(next());
+                break; // flip a byte
+            case 1:
+                m.erase(at, size_t(next() % 16));
+                break; // cut
+            case 2:
+                m.insert(at, m.substr(next() % m.size(), 12));
+                break; // splice
+            default:
+                m.resize(at);
+                break; // truncate
+            }
+            if (m.empty())
+                m = "x";
+        }
+        auto r = select::parse_model(m, "m", t.lib);
+        if (!r) {
+            refused++;
+            CHECK_FALSE(r.error().describe().empty());
+            continue;
+        }
+        accepted++;
+        // Whatever was accepted selects without trouble.
+        auto s = select::Selector::with_model(t.lib, *r);
+        REQUIRE(s.has_value());
+        auto sel = s->select(m.substr(0, 40));
+        CHECK(sel.snapshots.size() <= 3);
+    }
+    MESSAGE("mutated models: " << accepted << " accepted, " << refused << " refused");
+    CHECK(refused > 0);
+    // Requests of any bytes.
+    auto s = select::Selector::with_model(t.lib, *model);
+    REQUIRE(s.has_value());
+    for (int i = 0; i < 3000; i++) {
+        std::string r(size_t(next() % 200), '\0');
+        for (char& c : r)
+            c = char(next());
+        if (i % 3 == 0)
+            r = "{\"a\":[" + r + "]}";
+        auto sel = s->select(r);
+        CHECK(sel.candidates.size() == 3);
+    }
+}
