@@ -565,3 +565,18 @@ TEST_CASE("damaged model files and odd requests never crash: 3000 mutations") {
         CHECK(sel.candidates.size() == 3);
     }
 }
+
+TEST_CASE("history records carry an optional user, round-trip, and refuse a long one") {
+    const std::string line = record("get x", kA, 1, "alice \"A\"");
+    CHECK(line.find(R"("user":"alice \"A\"")") != std::string::npos);
+    auto h = history(line + record("get y", kA));
+    REQUIRE(h.requests.size() == 2);
+    CHECK(h.requests[0].user == "alice \"A\"");
+    CHECK(h.requests[1].user.empty());
+    CHECK(record("get y", kA).find("\"user\"") == std::string::npos); // absent when empty
+    std::string long_user = record("get z", kA, 1, std::string(300, 'u'));
+    auto bad = analysis::parse_history(analysis::format_history_header({1, "t", ""}) + long_user,
+                                       "h.jsonl", true);
+    REQUIRE_FALSE(bad.has_value());
+    CHECK(bad.error().describe().find("user too long") != std::string::npos);
+}
