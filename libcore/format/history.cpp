@@ -64,6 +64,8 @@ std::string format_history_request(HistoryRequest r, size_t max_bytes) {
         extra += fmt::format(",\"response_len\":{}", *r.response_len);
     if (r.failed)
         extra += fmt::format(",\"failed\":{}", *r.failed ? "true" : "false");
+    if (!r.user.empty())
+        extra += fmt::format(",\"user\":{}", json::quote(r.user));
     return fmt::format(
         "{{\"type\":\"request\",\"seq\":{},\"hash\":\"{}\",\"len\":{},\"bytes\":{},"
         "\"truncated\":{},\"segments\":[{}],\"latency_us\":{:.3f},\"snapshot\":{}{}}}\n",
@@ -240,6 +242,14 @@ Status parse_request(const Value& v, const std::string& ctx, HistoryRequest& r) 
         return std::unexpected(f.error());
     else if (*f)
         r.failed = (*f)->boolean;
+    if (auto f = field(v, "user", Value::Type::kString, false, ctx); !f)
+        return std::unexpected(f.error());
+    else if (*f) {
+        if ((*f)->string.size() > kHistoryMaxUserBytes)
+            return bad(ctx, fmt::format("user too long (expected at most {} bytes, found {})",
+                                        kHistoryMaxUserBytes, (*f)->string.size()));
+        r.user = (*f)->string;
+    }
     // A complete request must hash to its recorded hash: catches records
     // whose bytes and hash come from different requests.
     if (v.find("bytes") && !r.truncated && r.bytes.size() == r.length &&

@@ -18,6 +18,8 @@ inline constexpr int kHistoryVersion = 1;
 // Writers should truncate stored request bytes to this many (the hash always
 // covers the whole request).
 inline constexpr size_t kHistoryDefaultMaxBytes = 256;
+// The longest `user` a reader accepts.
+inline constexpr size_t kHistoryMaxUserBytes = 256;
 
 struct HistoryHeader {
     int version = kHistoryVersion;
@@ -46,6 +48,7 @@ struct HistoryRequest {
     std::optional<uint64_t> index;        // 1-based request number since the cold boot
     std::optional<uint64_t> response_len; // stdout bytes of its response
     std::optional<bool> failed;           // no wait point, stderr output, or an error response
+    std::string user; // optional: who sent it ("" = not recorded); snapselect's per-user models
 };
 
 std::string format_history_header(const HistoryHeader& h);   // one line, with '\n'
