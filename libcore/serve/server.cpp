@@ -171,7 +171,18 @@ struct Server::Impl {
     std::deque<Ready> ready; // oldest first
     std::deque<Dirty> dirty;
     size_t sessions = 0;
-    std::shared_ptr<const Composite> last_used; // what a new VM is restored with ahead
+    size_t active = 0; // requests holding a VM
+    // Composites of recent requests, most recent first, distinct, at most
+    // `pool`: the refill thread restores a VM ahead with the first of them
+    // that has no ready VM (else the most recent one).
+    std::deque<std::shared_ptr<const Composite>> recent;
+    std::shared_ptr<const Composite> next_ahead() const {
+        for (const auto& c : recent)
+            if (std::none_of(ready.begin(), ready.end(),
+                             [&](const Ready& r) { return r.comp == c; }))
+                return c;
+        return recent.empty() ? nullptr : recent.front();
+    }
     bool stopping = false;
     std::atomic<bool> reload_asked{false};
     std::thread refiller;
@@ -404,17 +415,20 @@ void Server::Impl::refill_loop() {
             continue;
         }
         const bool ahead = opt.prefetch == Prefetch::kAhead;
-        if (!dirty.empty() || sessions < opt.pool) {
+        // Wiping and restoring a VM changes this process's address space,
+        // which stalls a running guest's page faults and memory writes: it
+        // is done while no request runs (the time between requests), unless
+        // the next request would find no VM at all.
+        const bool quiet = active == 0 || (idle.empty() && ready.empty());
+        if (quiet && (!dirty.empty() || sessions < opt.pool)) {
             Dirty d;
             if (!dirty.empty()) {
                 d = std::move(dirty.front());
                 dirty.pop_front();
             } else {
                 sessions++; // reserved for the VM made below
-                d.hint = last_used;
             }
-            if (!d.hint && ahead)
-                d.hint = last_used;
+            d.hint = ahead ? next_ahead() : nullptr;
             l.unlock();
             auto v = version();
             if (d.hint && !ahead)
@@ -539,7 +553,10 @@ Status Server::handle(std::string_view request, std::string& response, RequestRe
     auto t2 = Clock::now();
     {
         std::unique_lock l(m.pool_mu);
-        m.last_used = *comp;
+        std::erase(m.recent, *comp);
+        m.recent.push_front(*comp);
+        if (m.recent.size() > m.opt.pool)
+            m.recent.pop_back();
         for (;;) {
             auto it = std::find_if(m.ready.begin(), m.ready.end(),
                                    [&](const Impl::Ready& r) { return r.comp == *comp; });
@@ -573,11 +590,13 @@ Status Server::handle(std::string_view request, std::string& response, RequestRe
             m.refill_cv.notify_one();
             m.pool_cv.wait(l);
         }
+        m.active++;
     }
     rep.wait_us = us_since(t2);
     auto give_back = [&](bool broken) {
         std::lock_guard l(m.pool_mu);
         m.dirty.push_back({std::move(session), *comp, broken});
+        m.active--;
         m.refill_cv.notify_one();
     };
     if (!rep.ready) {
@@ -610,7 +629,9 @@ Status Server::handle(std::string_view request, std::string& response, RequestRe
     line += '\n';
     runtime::MemoryRequestSource src(std::move(line));
     RequestSink sink(response, m.on_stderr);
+    auto t3 = Clock::now();
     auto out = session->run(src, sink, runtime::AtEof::kStop);
+    rep.run_us = us_since(t3);
     if (traced && out) {
         analysis::HistoryRequest rec;
         rec.seq = rep.seq - 1;

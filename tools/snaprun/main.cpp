@@ -290,7 +290,9 @@ int main(int argc, char** argv) {
                    "write which segments of the --map each request runs, with its latency, "
                    "response size and failure, to FILE (presnap-history(5))")
         ->option_text("FILE");
-    app.add_option("--map", map_file, "the probability map --trace traces (pea-analyze --elf)")
+    app.add_option("--map", map_file,
+                   "the probability map --trace traces (pea-analyze --elf; with --serve, "
+                   "default the library's map.pmap)")
         ->option_text("PMAP");
     app.add_option("--trace-every", trace_every,
                    "trace requests 1, N+1, 2N+1 ... only (default 1: every request)")

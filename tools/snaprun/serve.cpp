@@ -116,6 +116,7 @@ struct Reporter {
                                         {"restore_us", r.restore_us},
                                         {"prepared_restore_us", r.prepared_restore_us},
                                         {"request_us", r.request_us},
+                                        {"run_us", r.run_us},
                                         {"total_us", r.total_us},
                                         {"choose_us", r.choose_us},
                                         {"composite_us", r.composite_us},

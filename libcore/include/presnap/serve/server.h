@@ -104,6 +104,7 @@ struct RequestReport {
     double restore_us = 0;          // restore on the request's path (0 when ready)
     double prepared_restore_us = 0; // the restore done ahead, off the path (when ready)
     double request_us = 0;          // delivery to wait point
+    double run_us = 0;              // the whole run of the VM for it (request_us and resuming)
     double total_us = 0;            // request received to response ready
     uint64_t prefetched_pages = 0;  // pages the restore prefetched
     uint64_t faults = 0;            // host page faults during the request
