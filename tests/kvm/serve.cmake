@@ -31,7 +31,7 @@ if(TARGET pea-analyze AND PRESNAP_SERVE_CLANG14)
     add_test(NAME kvm/serve/native_oracle_${ex} COMMAND ${SERVE} oracle ${bin} ${req} ${bcs})
     list(APPEND SERVE_TESTS kvm/serve/native_oracle_${ex})
   endforeach()
-  foreach(case isolation soak clients reload refused)
+  foreach(case isolation soak clients reload history refused)
     add_test(NAME kvm/serve/${case} COMMAND ${SERVE} ${case} $<TARGET_FILE:guest_serve>
              ${GUEST_DIR}/serve.requests ${SERVE_BC})
     list(APPEND SERVE_TESTS kvm/serve/${case})

@@ -13,6 +13,8 @@
 #   clients    concurrent clients of --socket get their own responses
 #   reload     a library replaced whole (rename) while requests flow: none is
 #              dropped and the new version serves the ones after it
+#   history    --trace --trace-every 2 writes requests 1, 3, 5 ... as history
+#              that pea-analyze reads
 #   refused    bad --serve uses are refused clearly, before any request
 source "$(dirname "$0")/lib.sh"
 SNAPRUN=$1 SNAPGEN=$2 PEA=$3 CLIENT=$4 CASE=$5 PROGRAM=$6 REQUESTS=$7
@@ -100,6 +102,26 @@ reload)
     library "$work/lib"
     python3 "$CLIENT" reload "$SNAPRUN" "$work/lib" "$PROGRAM" "$SNAPGEN" "$work/map.pmap" "$REQUESTS" ||
         fail "reload failed" ;;
+history)
+    library "$work/lib"
+    printf 'sum 10\necho a\ncount\nsum 1000\necho b\nfault\nget\n' >"$work/req"
+    "$SNAPRUN" --serve "$work/lib" --policy oracle --trace "$work/h.jsonl" --trace-every 2 \
+        <"$work/req" >"$work/out" 2>"$work/err" || { cat "$work/err" >&2; fail "traced serving failed"; }
+    python3 - "$work/h.jsonl" <<'PY' || fail "the history is not what --trace-every 2 should write"
+import json, sys
+lines = [json.loads(l) for l in open(sys.argv[1])]
+assert lines[0]["format"] == "presnap-history" and lines[0]["version"] == 1, lines[0]
+declared = {l["id"] for l in lines if l.get("type") == "segment"}
+reqs = [l for l in lines if l.get("type") == "request"]
+assert [r["seq"] for r in reqs] == [0, 2, 4, 6], [r["seq"] for r in reqs]
+assert [r["bytes"] for r in reqs] == ["sum 10", "count", "echo b", "get"], reqs
+assert reqs[0]["segments"] and set(reqs[0]["segments"]) <= declared, reqs[0]
+assert all(r["failed"] is False for r in reqs), reqs
+PY
+    # The history is one pea-analyze reads.
+    "$PEA" "${BITCODE[@]}" --elf "$PROGRAM" --history "$work/h.jsonl" -o "$work/m2.pmap" 2>"$work/pea2.err" ||
+        { cat "$work/pea2.err" >&2; fail "pea-analyze refused the serving history"; }
+    echo "ok: requests 1, 3, 5, 7 traced into a history pea-analyze reads" ;;
 refused)
     library "$work/lib"
     refuse() { # refuse WHAT ARGS...: exit 125, the message, and no output
