@@ -16,8 +16,10 @@
 #include <mutex>
 #include <optional>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <thread>
+#include <unistd.h>
 
 namespace presnap::serve {
 
@@ -403,6 +405,11 @@ void Server::Impl::check_manifest() {
 // The refill thread: wipes VMs given back, makes new ones up to the pool
 // size, restores them ahead (kAhead), and watches the library.
 void Server::Impl::refill_loop() {
+    // Below the threads that serve requests: a request arriving while a VM
+    // is refilled gets the CPU first (on a busy host, waking up behind the
+    // refill costs the request milliseconds). Best effort: if the nice value
+    // cannot be raised, the thread runs at the normal priority.
+    (void)setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), 10);
     auto last_check = Clock::now();
     std::unique_lock l(pool_mu);
     while (!stopping) {
@@ -469,7 +476,9 @@ void Server::Impl::refill_loop() {
             } else {
                 idle.push_back(std::move(d.session));
             }
+            l.unlock();
             pool_cv.notify_all();
+            l.lock();
             continue;
         }
         refill_cv.wait_for(l, std::chrono::milliseconds(opt.watch_ms));
@@ -587,16 +596,28 @@ Status Server::handle(std::string_view request, std::string& response, RequestRe
                 m.dirty.erase(d);
                 break;
             }
+            l.unlock();
             m.refill_cv.notify_one();
+            l.lock();
+            // Something changed while the lock was released: look again.
+            if (!m.idle.empty() || !m.ready.empty() ||
+                std::any_of(m.dirty.begin(), m.dirty.end(),
+                            [](const Impl::Dirty& x) { return !x.broken && x.session; }))
+                continue;
             m.pool_cv.wait(l);
         }
         m.active++;
     }
     rep.wait_us = us_since(t2);
+    // The refill thread is woken after the lock is released: woken under
+    // it, it could take the CPU and then block on the lock this thread
+    // still holds (milliseconds on a busy host).
     auto give_back = [&](bool broken) {
-        std::lock_guard l(m.pool_mu);
-        m.dirty.push_back({std::move(session), *comp, broken});
-        m.active--;
+        {
+            std::lock_guard l(m.pool_mu);
+            m.dirty.push_back({std::move(session), *comp, broken});
+            m.active--;
+        }
         m.refill_cv.notify_one();
     };
     if (!rep.ready) {
