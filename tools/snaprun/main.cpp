@@ -229,7 +229,7 @@ int main(int argc, char** argv) {
     bool no_watch = false;
     app.add_option("--serve", serve_dir,
                    "serving mode: answer every request from a fresh restore of a composite of "
-                   "the snapshot library DIR (see SERVING MODE)")
+                   "the snapshot library DIR (snaprun(1): Serving mode)")
         ->option_text("DIR");
     app.add_option("--socket", serve_args.socket,
                    "with --serve: take requests from clients of the Unix socket PATH instead of "
