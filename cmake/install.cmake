@@ -27,6 +27,7 @@ include(CMakePackageConfigHelpers)
 # purpose: it links LLVM and is pea-analyze's engine, not an API.
 set(PRESNAP_INSTALL_LIBRARIES
   presnap_select
+  presnap_serve
   presnap_library
   presnap_persist
   presnap_runtime

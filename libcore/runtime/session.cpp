@@ -45,7 +45,13 @@ Status Session::Impl::reset() {
     if (auto s = vcpu->complete_pending_exit(); !s)
         return s;
     watchdog->disarm();
-    if (slot_registered) {
+    // The memory slot stays registered over the same host range when no
+    // dirty log has to restart: remapping the range below (and the restore
+    // that follows) reaches KVM through its MMU notifiers, and deleting and
+    // adding a slot costs a synchronisation of the whole VM each time
+    // (milliseconds on a busy host). resume() registers it again with the
+    // same values, which KVM takes as no change.
+    if (slot_registered && opt.track_dirty) {
         if (auto s = vm.clear_memory(); !s)
             return s;
         slot_registered = false;

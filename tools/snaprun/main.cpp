@@ -12,6 +12,7 @@
 
 #include "../common/diag.h"
 #include "../common/guest_options.h"
+#include "serve.h"
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
@@ -223,6 +224,41 @@ int main(int argc, char** argv) {
     bool stats = false, json = false, version = false, quiet = false, verbose = false,
          prefetch = false, verify_data = false, no_verify_data = false;
     std::vector<std::string> snapshots;
+    tools::ServeArgs serve_args;
+    std::string serve_dir, policy = "predicted", restore_mode = "ahead";
+    bool no_watch = false;
+    app.add_option("--serve", serve_dir,
+                   "serving mode: answer every request from a fresh restore of a composite of "
+                   "the snapshot library DIR (snaprun(1): Serving mode)")
+        ->option_text("DIR");
+    app.add_option("--socket", serve_args.socket,
+                   "with --serve: take requests from clients of the Unix socket PATH instead of "
+                   "standard input")
+        ->option_text("PATH");
+    app.add_option("--policy", policy,
+                   "with --serve: how each request's snapshots are chosen: predicted, base, all, "
+                   "oracle or fixed:ID[,ID...] (default predicted)")
+        ->option_text("POLICY");
+    app.add_option("--pool", serve_args.server.pool,
+                   "with --serve: VMs kept ready, at most this many requests at once (default 4)")
+        ->option_text("N")
+        ->check(CLI::Range(size_t(1), size_t(1024)));
+    app.add_option("--restore", restore_mode,
+                   "with --serve: restore pooled VMs on the request's path without prefetch "
+                   "(lazy) or with it (inline), or ahead of the request with prefetch (default "
+                   "ahead)")
+        ->option_text("MODE");
+    app.add_option("--cache", serve_args.server.cache_entries,
+                   "with --serve: composites kept in memory (default 64)")
+        ->option_text("N")
+        ->check(CLI::Range(size_t(1), size_t(1) << 20));
+    app.add_option("--max-clients", serve_args.max_clients,
+                   "with --socket: clients served at once (default 64)")
+        ->option_text("N")
+        ->check(CLI::Range(size_t(1), size_t(1) << 16));
+    app.add_flag("--no-watch", no_watch,
+                 "with --serve: reload the library on SIGHUP only, not when its manifest "
+                 "changes");
     app.add_option("snapshots", snapshots,
                    "restore SNAPSHOT (a full snapshot, then optional diffs over it) and serve "
                    "from it")
@@ -254,7 +290,9 @@ int main(int argc, char** argv) {
                    "write which segments of the --map each request runs, with its latency, "
                    "response size and failure, to FILE (presnap-history(5))")
         ->option_text("FILE");
-    app.add_option("--map", map_file, "the probability map --trace traces (pea-analyze --elf)")
+    app.add_option("--map", map_file,
+                   "the probability map --trace traces (pea-analyze --elf; with --serve, "
+                   "default the library's map.pmap)")
         ->option_text("PMAP");
     app.add_option("--trace-every", trace_every,
                    "trace requests 1, N+1, 2N+1 ... only (default 1: every request)")
@@ -311,7 +349,25 @@ int main(int argc, char** argv) {
         diag.error("give at most one of --verify-data and --no-verify-data");
         return runtime::kExitHostError;
     }
-    if (!spec.program.empty() && !snapshots.empty()) {
+    const bool serving = !serve_dir.empty();
+    for (const char* o :
+         {"--socket", "--policy", "--pool", "--restore", "--cache", "--max-clients", "--no-watch"})
+        if (!serving && app.count(o)) {
+            diag.usage_error(fmt::format("{} goes with --serve", o));
+            return runtime::kExitHostError;
+        }
+    if (serving && (!spec.program.empty() || !snapshots.empty())) {
+        diag.usage_error("--serve takes no --cold PROGRAM nor SNAPSHOT (the library has them)");
+        return runtime::kExitHostError;
+    }
+    if (serving)
+        for (const char* o :
+             {"--mem", "--rootfs", "--env", "--prefetch", "--deterministic", "--seed"})
+            if (app.count(o)) {
+                diag.usage_error(fmt::format("{} has no effect with --serve", o));
+                return runtime::kExitHostError;
+            }
+    if (!serving && !spec.program.empty() && !snapshots.empty()) {
         diag.error("give either --cold PROGRAM or SNAPSHOT files, not both");
         return runtime::kExitHostError;
     }
@@ -323,7 +379,7 @@ int main(int argc, char** argv) {
                                        opt));
                 return runtime::kExitHostError;
             }
-    if (spec.program.empty() && snapshots.empty()) {
+    if (!serving && spec.program.empty() && snapshots.empty()) {
         diag.error("no function given (expected --cold PROGRAM or SNAPSHOT)");
         diag.note("see 'snaprun --help'");
         return runtime::kExitHostError;
@@ -352,7 +408,7 @@ int main(int argc, char** argv) {
     diag.set_verbose(verbose);
     opt.warn = [](const std::string& m) { diag.warning(m); };
 
-    if (trace_file.empty() != map_file.empty()) {
+    if (trace_file.empty() != map_file.empty() && !(serving && !trace_file.empty())) {
         diag.error(trace_file.empty() ? "--map is given without --trace"
                                       : "--trace needs the probability map (--map PMAP)");
         return runtime::kExitHostError;
@@ -372,6 +428,46 @@ int main(int argc, char** argv) {
         diag.error(s.error().describe());
         diag.note("snaprun needs read-write access to /dev/kvm");
         return runtime::kExitHostError;
+    }
+    if (serving) {
+        auto& so = serve_args.server;
+        so.library_dir = serve_dir;
+        so.session = opt;
+        so.watch = !no_watch;
+        if (restore_mode == "lazy")
+            so.prefetch = serve::Prefetch::kNone;
+        else if (restore_mode == "inline")
+            so.prefetch = serve::Prefetch::kInline;
+        else if (restore_mode == "ahead")
+            so.prefetch = serve::Prefetch::kAhead;
+        else {
+            diag.usage_error(
+                fmt::format("bad --restore '{}' (expected lazy, inline or ahead)", restore_mode));
+            return runtime::kExitHostError;
+        }
+        if (size_t c = policy.find(':'); c != std::string::npos) {
+            so.policy_arg = policy.substr(c + 1);
+            policy.resize(c);
+            if (policy != "fixed" || so.policy_arg.empty()) {
+                diag.usage_error("only fixed takes a snapshot list (fixed:ID[,ID...])");
+                return runtime::kExitHostError;
+            }
+        } else if (policy == "fixed") {
+            diag.usage_error("fixed needs its snapshots: --policy fixed:ID[,ID...]");
+            return runtime::kExitHostError;
+        }
+        so.policy = policy;
+        if (!trace_file.empty()) {
+            so.trace_every = trace_every;
+            so.map_path = map_file;
+            so.trace_all = trace_all;
+            so.error_prefix = error_prefix;
+            serve_args.trace_file = trace_file;
+        }
+        so.on_stderr = [](std::string_view b) { (void)!::write(2, b.data(), b.size()); };
+        serve_args.stats = stats;
+        serve_args.json = json;
+        return tools::serve_main(std::move(serve_args), diag);
     }
     auto t0 = std::chrono::steady_clock::now();
     std::vector<snapshot::SnapshotFile> files;

@@ -1,0 +1,111 @@
+// Restore into a pooled VM, measured: for a library snapshot (or the base),
+// N rounds of: wipe the used VM (Session::reset), restore the chain into it
+// (snapshot::restore_into), optionally prefetch the recorded working set
+// (MADV_POPULATE_WRITE), answer the snapshot's held-out request. Prints one
+// JSON object of medians. Used by bench/run; see docs/serving.md.
+//
+//   restore_pool LIB_DIR ID|base ROUNDS
+#include "presnap/library/library.h"
+#include "presnap/runtime/io.h"
+#include "presnap/snapshot/session_snapshots.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <sys/mman.h>
+#include <vector>
+
+using namespace presnap;
+using Clock = std::chrono::steady_clock;
+
+static double us(Clock::time_point a, Clock::time_point b) {
+    return std::chrono::duration<double, std::micro>(b - a).count();
+}
+static double median(std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v.empty() ? 0 : v[v.size() / 2];
+}
+
+int main(int argc, char** argv) {
+    if (argc != 4) {
+        std::fprintf(stderr, "usage: restore_pool LIB_DIR ID|base ROUNDS\n");
+        return 2;
+    }
+    auto lib = library::open_library(argv[1]);
+    if (!lib) {
+        std::fprintf(stderr, "restore_pool: error: %s\n", lib.error().describe().c_str());
+        return 1;
+    }
+    std::string id = argv[2];
+    std::vector<std::string> paths{lib->base_path};
+    std::string request = lib->snapshots.empty() ? "" : lib->snapshots.front().held_out;
+    if (id != "base") {
+        const library::Entry* e = lib->find(id);
+        if (!e) {
+            std::fprintf(stderr, "restore_pool: error: no snapshot %s\n", id.c_str());
+            return 1;
+        }
+        paths.push_back(e->path);
+        request = e->held_out;
+    }
+    auto files = snapshot::open_chain(paths);
+    if (!files) {
+        std::fprintf(stderr, "restore_pool: error: %s\n", files.error().describe().c_str());
+        return 1;
+    }
+    auto links = snapshot::links_of(*files);
+    std::vector<snapshot::PageRange> ws;
+    for (const auto& f : *files)
+        for (const auto& r : f.working_set())
+            ws.push_back(r);
+    int rounds = std::max(1, std::atoi(argv[3]));
+    auto session = runtime::Session::create(files->front().guest_memory_size(), {});
+    if (!session) {
+        std::fprintf(stderr, "restore_pool: error: %s\n", session.error().describe().c_str());
+        return 1;
+    }
+    nlohmann::ordered_json out = {{"library", lib->dir}, {"snapshot", id}, {"rounds", rounds}};
+    for (bool prefetch : {false, true}) {
+        std::vector<double> reset_us, restore_us, prefetch_us, request_us, faults;
+        uint64_t pages = 0;
+        for (int i = 0; i < rounds; i++) {
+            auto t0 = Clock::now();
+            if (!(*session)->reset())
+                return 1;
+            auto t1 = Clock::now();
+            if (auto s = snapshot::restore_into(**session, links, {}); !s) {
+                std::fprintf(stderr, "restore_pool: error: %s\n", s.error().describe().c_str());
+                return 1;
+            }
+            auto t2 = Clock::now();
+            pages = 0;
+            if (prefetch)
+                for (const auto& r : ws) {
+                    auto span = (*session)->memory().span(r.first_page * 4096, r.page_count * 4096);
+                    if (span && madvise(span->data(), span->size(), MADV_POPULATE_WRITE) == 0)
+                        pages += r.page_count;
+                }
+            auto t3 = Clock::now();
+            auto src = runtime::MemoryRequestSource::of_lines({request});
+            runtime::MemoryResponseSink sink;
+            auto o = (*session)->run(src, sink, runtime::AtEof::kStop);
+            if (!o || o->kind != runtime::RunOutcome::Kind::kWaiting || sink.requests().empty()) {
+                std::fprintf(stderr, "restore_pool: error: the request failed\n");
+                return 1;
+            }
+            reset_us.push_back(us(t0, t1));
+            restore_us.push_back(us(t1, t2));
+            prefetch_us.push_back(us(t2, t3));
+            request_us.push_back(sink.requests().back().us);
+            faults.push_back(double(sink.requests().back().host_faults));
+        }
+        out[prefetch ? "prefetch" : "lazy"] = {
+            {"reset_us", median(reset_us)},       {"restore_us", median(restore_us)},
+            {"prefetch_us", median(prefetch_us)}, {"prefetched_pages", pages},
+            {"request_us", median(request_us)},   {"request_faults", median(faults)}};
+    }
+    std::printf("%s\n", out.dump().c_str());
+    return 0;
+}
