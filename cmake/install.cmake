@@ -26,8 +26,8 @@ include(CMakePackageConfigHelpers)
 # presnap_ prefix>, and listed in presnap.pc. presnap_analysis is left out on
 # purpose: it links LLVM and is pea-analyze's engine, not an API.
 set(PRESNAP_INSTALL_LIBRARIES
-  presnap_select
   presnap_serve
+  presnap_select
   presnap_library
   presnap_persist
   presnap_runtime
