@@ -26,6 +26,7 @@ include(CMakePackageConfigHelpers)
 # presnap_ prefix>, and listed in presnap.pc. presnap_analysis is left out on
 # purpose: it links LLVM and is pea-analyze's engine, not an API.
 set(PRESNAP_INSTALL_LIBRARIES
+  presnap_merge
   presnap_library
   presnap_persist
   presnap_runtime

@@ -1,4 +1,5 @@
 #include "presnap/library/build.h"
+#include "presnap/library/scoped.h"
 
 #include "../format/json.h"
 #include "presnap/analysis/hash.h"
@@ -316,6 +317,11 @@ Result<BuildReport> build_into(const BuildOptions& o, const fs::path& tmp) {
             return std::unexpected(sum.error());
         e.pages = sum->pages_stored;
         e.bytes = sum->file_size;
+        // Merge rule (c): the bytes a steady-state request of the route rewrites.
+        if (auto sc = learn_and_write_scoped(chain, {held->request, warm->request}, bopt,
+                                             (tmp / fmt::format("route-{}.scoped", k)).string());
+            !sc)
+            return std::unexpected(sc.error());
         std::lock_guard lock(say_mu);
         say(fmt::format("route {}: '{}' {:.0f} -> {:.0f} us", k + 1, e.warmup, e.base_us,
                         e.snapshot_us));
@@ -341,6 +347,7 @@ Result<BuildReport> build_into(const BuildOptions& o, const fs::path& tmp) {
         fs::path made_path = tmp / m.entry.file;
         if (o.max_bytes && bytes_used + m.entry.bytes > o.max_bytes) {
             fs::remove(made_path, ec);
+            fs::remove(fs::path(made_path).replace_extension(".scoped"), ec);
             report.dropped.push_back(fmt::format("{}: over --max-bytes", names));
             continue;
         }
@@ -349,6 +356,11 @@ Result<BuildReport> build_into(const BuildOptions& o, const fs::path& tmp) {
         fs::rename(made_path, tmp / m.entry.file, ec);
         if (ec)
             return make_error(Errc::kIo, "cannot rename {}: {}", made_path.string(), ec.message());
+        fs::rename(fs::path(made_path).replace_extension(".scoped"),
+                   (tmp / m.entry.file).replace_extension(".scoped"), ec);
+        if (ec)
+            return make_error(Errc::kIo, "cannot rename the scoped bytes of {}: {}",
+                              made_path.string(), ec.message());
         report.snapshots.push_back(std::move(m.entry));
     }
 

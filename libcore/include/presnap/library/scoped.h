@@ -1,0 +1,37 @@
+// Request-scoped bytes of a library snapshot (docs/formats/composites.md,
+// DIR/sNNN.scoped): the bytes that a steady-state request of the snapshot's
+// route rewrites. They are not warm state, so snapmerge resolves a conflict
+// confined to them to the base's value (merge rule c).
+//
+// Learnt at library build time: restore the snapshot, serve one more
+// request of its route, and compare every page the request dirtied with the
+// snapshot's own content; repeated for each request given (the union).
+#pragma once
+
+#include "presnap/error.h"
+#include "presnap/runtime/session.h"
+#include "presnap/snapshot/reader.h"
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace presnap::library {
+
+using ByteRanges = std::vector<std::pair<uint64_t, uint64_t>>; // [begin, end) guest addresses
+
+Result<ByteRanges> learn_scoped(std::span<const snapshot::SnapshotFile* const> chain,
+                                const std::vector<std::string>& requests,
+                                const runtime::SessionOptions& session);
+
+// "presnap-scoped 1", then one "ADDRESS(hex) LENGTH" line per range; atomic.
+Status write_scoped(const std::string& path, const ByteRanges& ranges);
+
+// learn_scoped() + write_scoped(): the build's hook.
+Status learn_and_write_scoped(std::span<const snapshot::SnapshotFile* const> chain,
+                              const std::vector<std::string>& requests,
+                              const runtime::SessionOptions& session, const std::string& path);
+
+} // namespace presnap::library

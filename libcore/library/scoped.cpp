@@ -1,0 +1,132 @@
+#include "presnap/library/scoped.h"
+
+#include "presnap/runtime/io.h"
+#include "presnap/snapshot/session_snapshots.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <fmt/format.h>
+#include <unistd.h>
+
+namespace presnap::library {
+namespace {
+
+constexpr uint64_t kPage = snapshot::kPageSize;
+
+// The chain's content of page `n` (last link that has it), or nullptr for
+// a zero page. Decompressed runs are kept in `scratch`.
+const uint8_t* chain_page(std::span<const snapshot::SnapshotFile* const> chain, uint64_t n,
+                          std::vector<std::vector<uint8_t>>& scratch) {
+    for (size_t i = chain.size(); i-- > 0;) {
+        const auto& runs = chain[i]->page_runs();
+        auto it = std::upper_bound(
+            runs.begin(), runs.end(), n,
+            [](uint64_t v, const snapshot::PageRun& r) { return v < r.first_page; });
+        if (it == runs.begin())
+            continue;
+        --it;
+        if (n - it->first_page >= it->page_count)
+            continue;
+        if (it->encoding == snapshot::PageEncoding::kZero)
+            return nullptr;
+        uint64_t off = (n - it->first_page) * kPage;
+        if (it->encoding == snapshot::PageEncoding::kRaw)
+            return chain[i]->stored_bytes(*it).data() + off;
+        scratch.emplace_back(it->bytes());
+        if (!chain[i]->read_run(*it, scratch.back()))
+            return nullptr;
+        return scratch.back().data() + off;
+    }
+    return nullptr;
+}
+
+} // namespace
+
+Result<ByteRanges> learn_scoped(std::span<const snapshot::SnapshotFile* const> chain,
+                                const std::vector<std::string>& requests,
+                                const runtime::SessionOptions& session) {
+    std::vector<uint64_t> bytes; // scoped addresses (a bitmap would do; sets are small)
+    ByteRanges out;
+    for (const auto& req : requests) {
+        snapshot::RestoreOptions ro;
+        ro.session = session;
+        ro.session.track_dirty = true;
+        ro.session.trace = {};
+        auto s = snapshot::restore(chain, ro);
+        if (!s)
+            return std::unexpected(s.error());
+        auto in = runtime::MemoryRequestSource::of_lines({req});
+        runtime::NullResponseSink sink;
+        auto o = (*s)->run(in, sink, runtime::AtEof::kStop);
+        if (!o)
+            return std::unexpected(o.error());
+        if (o->kind != runtime::RunOutcome::Kind::kWaiting)
+            continue; // learns nothing about the steady state
+        auto cap = snapshot::capture(**s);
+        if (!cap)
+            return std::unexpected(cap.error());
+        std::vector<std::vector<uint8_t>> scratch;
+        static const uint8_t kZero[kPage] = {};
+        for (const auto& run : cap->image.memory) {
+            for (uint64_t p = 0; p < run.page_count; p++) {
+                uint64_t n = run.first_page + p;
+                const uint8_t* was = chain_page(chain, n, scratch);
+                if (!was)
+                    was = kZero;
+                const uint8_t* now = run.zero ? kZero : run.data.data() + p * kPage;
+                for (uint64_t i = 0; i < kPage; i++)
+                    if (was[i] != now[i]) {
+                        uint64_t a = n * kPage + i;
+                        if (!out.empty() && out.back().second == a)
+                            out.back().second++;
+                        else
+                            out.emplace_back(a, a + 1);
+                    }
+            }
+            scratch.clear();
+        }
+    }
+    // Union of the requests' ranges, sorted and coalesced.
+    std::sort(out.begin(), out.end());
+    ByteRanges merged;
+    for (const auto& r : out) {
+        if (!merged.empty() && r.first <= merged.back().second)
+            merged.back().second = std::max(merged.back().second, r.second);
+        else
+            merged.push_back(r);
+    }
+    (void)bytes;
+    return merged;
+}
+
+Status write_scoped(const std::string& path, const ByteRanges& ranges) {
+    std::string text = "presnap-scoped 1\n";
+    for (const auto& [a, b] : ranges)
+        text += fmt::format("{:x} {}\n", a, b - a);
+    std::string tmp = path + ".tmp";
+    FILE* f = std::fopen(tmp.c_str(), "wb");
+    bool ok = f && std::fwrite(text.data(), 1, text.size(), f) == text.size() &&
+              std::fflush(f) == 0 && fsync(fileno(f)) == 0;
+    int err = errno;
+    if (f)
+        std::fclose(f);
+    if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
+        err = ok ? errno : err;
+        std::remove(tmp.c_str());
+        return make_errno_error(Errc::kIo, err, "cannot write " + path);
+    }
+    return {};
+}
+
+Status learn_and_write_scoped(std::span<const snapshot::SnapshotFile* const> chain,
+                              const std::vector<std::string>& requests,
+                              const runtime::SessionOptions& session, const std::string& path) {
+    auto r = learn_scoped(chain, requests, session);
+    if (!r)
+        return std::unexpected(r.error());
+    return write_scoped(path, *r);
+}
+
+} // namespace presnap::library
