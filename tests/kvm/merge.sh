@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# snapmerge on real libraries against the native oracle.
+#   merge.sh SNAPRUN SNAPGEN PEA SNAPMERGE CASE PROGRAM REQUESTS BITCODE...
+# Cases:
+#   pairs       for every pair of the library's snapshots, the composite
+#               (merged or chained) answers the warm-up and held-out requests
+#               of both routes byte-identically to native, and the trace of
+#               those requests shows none of the routes' lazy initialisers
+#               (lazy segments of the map that the warm-ups ran) running
+#               again; a second snapmerge of the pair reuses the stored
+#               composite
+#   refusals    hostile id lists (unknown, a path, duplicates) and a snapshot
+#               made from another base are refused clearly, writing nothing
+#   verify      --verify passes on the library; on a copy whose manifest
+#               records another warm-up response it rejects the composite
+source "$(dirname "$0")/lib.sh"
+SNAPRUN=$1 SNAPGEN=$2 PEA=$3 SNAPMERGE=$4 CASE=$5 PROGRAM=$6 REQUESTS=$7
+shift 7
+require_kvm
+command -v python3 >/dev/null || fail "python3 is needed to read the manifest"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+"$PEA" "$@" --elf "$PROGRAM" -o "$work/map.pmap" 2>"$work/pea.err" ||
+    { cat "$work/pea.err" >&2; fail "pea-analyze failed"; }
+"$SNAPGEN" --map "$work/map.pmap" --requests "$REQUESTS" -o "$work/lib" "$PROGRAM" 2>"$work/gen.err" ||
+    { cat "$work/gen.err" >&2; fail "snapgen library mode failed"; }
+L=$work/lib
+
+# field ID NAME: a manifest field of snapshot ID.
+field() {
+    python3 - "$L/manifest.jsonl" "$1" "$2" <<'PY'
+import json, sys
+for l in open(sys.argv[1]).read().splitlines()[1:]:
+    r = json.loads(l)
+    if r.get("type") == "snapshot" and r["file"] == sys.argv[2] + ".snap":
+        v = r[sys.argv[3]]
+        print(" ".join(v) if isinstance(v, list) else v)
+PY
+}
+ids=$(python3 -c "
+import json,sys
+for l in open('$L/manifest.jsonl').read().splitlines()[1:]:
+    r=json.loads(l)
+    if r.get('type')=='snapshot': print(r['file'][:-5])")
+[[ $(echo "$ids" | wc -w) -ge 2 ]] || fail "fewer than two snapshots: no pair to merge"
+# Lazy segments of the map (column 7 "lazy").
+grep -v '^#' "$work/map.pmap" | awk '$7 == "lazy" {print $1}' | sort -u >"$work/lazy"
+
+case $CASE in
+pairs)
+    n=0 merged=0
+    for a in $ids; do
+        for b in $ids; do
+            [[ "$a" < "$b" ]] || continue
+            "$SNAPMERGE" --lib "$L" --json -o "$work/c.snap" "$a" "$b" >"$work/c.json" 2>"$work/c.err" ||
+                { cat "$work/c.err" >&2; fail "snapmerge $a $b failed"; }
+            how=$(python3 -c "import json;print(json.load(open('$work/c.json'))['how'])")
+            [[ $how == merged || $how == chained ]] || fail "$a $b: composite is '$how'"
+            [[ $how == merged ]] && merged=$((merged + 1))
+            : >"$work/reqs"
+            for id in $a $b; do
+                field "$id" warmup >>"$work/reqs"
+                field "$id" held_out >>"$work/reqs"
+            done
+            "$PROGRAM" <"$work/reqs" >"$work/native"
+            "$SNAPRUN" --trace "$work/h.jsonl" --map "$L/map.pmap" "$L/base.snap" "$work/c.snap" \
+                <"$work/reqs" >"$work/out" 2>"$work/run.err" ||
+                { cat "$work/run.err" >&2; fail "$a $b: restoring the composite failed"; }
+            cmp -s "$work/native" "$work/out" || fail "$a $b ($how): responses differ from native"
+            # The lazy initialisers the two warm-ups ran do not run again.
+            { field "$a" segments; field "$b" segments; } | tr ' ' '\n' | sort -u |
+                comm -12 - "$work/lazy" >"$work/warm_lazy"
+            [[ -s "$work/warm_lazy" ]] || fail "$a $b: the warm-ups ran no lazy segment: the check would prove nothing"
+            grep '"type":"request"' "$work/h.jsonl" >"$work/h.req"
+            [[ $(wc -l <"$work/h.req") == 4 ]] || fail "$a $b: expected 4 request records in the trace"
+            while IFS= read -r seg; do
+                ! grep -q "\"$seg\"" "$work/h.req" ||
+                    fail "$a $b ($how): lazy segment $seg ran again from the composite"
+            done <"$work/warm_lazy"
+            # Reused the second time.
+            "$SNAPMERGE" --lib "$L" --json "$a" "$b" >"$work/c2.json" 2>/dev/null || fail "second snapmerge $a $b failed"
+            expect_contains "$work/c2.json" '"from_cache":true'
+            n=$((n + 1))
+        done
+    done
+    echo "ok: $n pairs ($merged merged, $((n - merged)) chained) answer like native with their lazy work done" ;;
+refusals)
+    set -- $ids
+    for bad in s999 ../x "$1 $1" /etc/passwd "$1/../$2" ""; do
+        rm -f "$work/o.snap"
+        # shellcheck disable=SC2086
+        "$SNAPMERGE" --lib "$L" -o "$work/o.snap" $bad ${bad:+} 2>"$work/err" </dev/null
+        rc=$?
+        [[ $rc == 1 ]] || fail "ids '$bad': exit $rc (expected 1)"
+        [[ ! -e "$work/o.snap" ]] || fail "ids '$bad': an output was written"
+        grep -q '^snapmerge: error: ' "$work/err" || fail "ids '$bad': no error message"
+        echo "ok: '$bad' refused: $(head -1 "$work/err")"
+    done
+    # A snapshot made from another base (same program, another boot).
+    "$SNAPGEN" --base -o "$work/other.snap" "$PROGRAM" 2>/dev/null || fail "snapgen --base failed"
+    field "$1" warmup >"$work/w"
+    "$SNAPGEN" --after "$work/w" --from "$work/other.snap" -o "$work/foreign.snap" 2>/dev/null ||
+        fail "snapgen --after failed"
+    cp -r "$L" "$work/lib2"
+    cp "$work/foreign.snap" "$work/lib2/$2.snap"
+    "$SNAPMERGE" --lib "$work/lib2" --no-cache -o "$work/o.snap" "$1" "$2" 2>"$work/err" &&
+        fail "a snapshot of another base was merged"
+    expect_contains "$work/err" "not a diff of this library's base"
+    [[ ! -e "$work/o.snap" ]] || fail "an output was written for a foreign snapshot"
+    echo "ok: $(head -1 "$work/err")" ;;
+verify)
+    set -- $ids
+    "$SNAPMERGE" --lib "$L" --verify --json "$1" "$2" >"$work/v.json" 2>"$work/err" ||
+        { cat "$work/err" >&2; fail "--verify failed on a sound library"; }
+    cp -r "$L" "$work/forged"
+    rm -rf "$work/forged/composites"
+    python3 - "$work/forged/manifest.jsonl" "$1" <<'PY'
+import json, sys
+lines = open(sys.argv[1]).read().splitlines()
+out = [lines[0]]
+for l in lines[1:]:
+    r = json.loads(l)
+    if r.get("type") == "snapshot" and r["file"] == sys.argv[2] + ".snap":
+        r["warmup_response"] = "forged\n"
+    out.append(json.dumps(r, separators=(",", ":")))
+open(sys.argv[1], "w").write("\n".join(out) + "\n")
+PY
+    "$SNAPMERGE" --lib "$work/forged" --verify -o "$work/o.snap" "$1" "$2" 2>"$work/err" &&
+        fail "--verify accepted a composite whose warm-up answers unlike the manifest"
+    expect_contains "$work/err" "verification"
+    expect_contains "$work/err" "answered differently"
+    [[ ! -e "$work/o.snap" ]] || fail "a rejected composite was written"
+    "$SNAPMERGE" --lib "$work/forged" --verify "$1" 2>"$work/err1" &&
+        fail "--verify accepted a single snapshot whose warm-up answers unlike the manifest"
+    # Without --verify the forged manifest is not looked at.
+    "$SNAPMERGE" --lib "$work/forged" "$1" "$2" 2>/dev/null || fail "snapmerge without --verify failed"
+    echo "ok: --verify passes the library and rejects the forged warm-up response: $(head -1 "$work/err")" ;;
+*)
+    fail "unknown case $CASE" ;;
+esac
