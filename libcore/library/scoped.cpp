@@ -44,10 +44,10 @@ const uint8_t* chain_page(std::span<const snapshot::SnapshotFile* const> chain, 
 
 } // namespace
 
-Result<ByteRanges> learn_scoped(std::span<const snapshot::SnapshotFile* const> chain,
-                                const std::vector<std::string>& requests,
-                                const runtime::SessionOptions& session) {
-    std::vector<uint64_t> bytes; // scoped addresses (a bitmap would do; sets are small)
+Result<Scoped> learn_scoped(std::span<const snapshot::SnapshotFile* const> chain,
+                            const std::vector<std::string>& requests,
+                            const runtime::SessionOptions& session) {
+    Scoped result;
     ByteRanges out;
     for (const auto& req : requests) {
         snapshot::RestoreOptions ro;
@@ -67,6 +67,12 @@ Result<ByteRanges> learn_scoped(std::span<const snapshot::SnapshotFile* const> c
         auto cap = snapshot::capture(**s);
         if (!cap)
             return std::unexpected(cap.error());
+        const auto& was_regs = chain.back()->regs();
+        const auto& now_regs = cap->image.vcpu.regs;
+        for (size_t r = 0;
+             r < 18 && (r + 1) * 8 <= was_regs.size() && (r + 1) * 8 <= now_regs.size(); r++)
+            if (std::memcmp(was_regs.data() + r * 8, now_regs.data() + r * 8, 8) != 0)
+                result.registers |= 1u << r;
         std::vector<std::vector<uint8_t>> scratch;
         static const uint8_t kZero[kPage] = {};
         for (const auto& run : cap->image.memory) {
@@ -97,13 +103,16 @@ Result<ByteRanges> learn_scoped(std::span<const snapshot::SnapshotFile* const> c
         else
             merged.push_back(r);
     }
-    (void)bytes;
-    return merged;
+    result.bytes = std::move(merged);
+    return result;
 }
 
-Status write_scoped(const std::string& path, const ByteRanges& ranges) {
+Status write_scoped(const std::string& path, const Scoped& scoped) {
     std::string text = "presnap-scoped 1\n";
-    for (const auto& [a, b] : ranges)
+    for (int r = 0; r < 18; r++)
+        if (scoped.registers & (1u << r))
+            text += fmt::format("reg {}\n", kRegisterNames[r]);
+    for (const auto& [a, b] : scoped.bytes)
         text += fmt::format("{:x} {}\n", a, b - a);
     std::string tmp = path + ".tmp";
     FILE* f = std::fopen(tmp.c_str(), "wb");
@@ -118,6 +127,57 @@ Status write_scoped(const std::string& path, const ByteRanges& ranges) {
         return make_errno_error(Errc::kIo, err, "cannot write " + path);
     }
     return {};
+}
+
+Result<Scoped> read_scoped_file(const std::string& path) {
+    Scoped out;
+    FILE* f = std::fopen(path.c_str(), "rb");
+    if (!f) {
+        if (errno == ENOENT)
+            return out;
+        return make_errno_error(Errc::kIo, errno, "cannot open " + path);
+    }
+    std::string text;
+    char buf[65536];
+    size_t n;
+    while ((n = std::fread(buf, 1, sizeof buf, f)) > 0 && text.size() < (64u << 20))
+        text.append(buf, n);
+    std::fclose(f);
+    size_t line_no = 0, pos = 0;
+    while (pos < text.size()) {
+        size_t nl = text.find('\n', pos);
+        std::string line = text.substr(pos, nl == std::string::npos ? std::string::npos : nl - pos);
+        pos = nl == std::string::npos ? text.size() : nl + 1;
+        line_no++;
+        if (line_no == 1) {
+            if (line != "presnap-scoped 1")
+                return make_error(Errc::kFormat, "{}: not a presnap-scoped 1 file", path);
+            continue;
+        }
+        if (line.empty() || line[0] == '#')
+            continue;
+        if (line.rfind("reg ", 0) == 0) {
+            int r = 0;
+            while (r < 18 && line.substr(4) != kRegisterNames[r])
+                r++;
+            if (r == 18)
+                return make_error(Errc::kFormat, "{}:{}: unknown register '{}'", path, line_no,
+                                  line.substr(4, 16));
+            out.registers |= 1u << r;
+            continue;
+        }
+        unsigned long long a = 0, len = 0;
+        char extra;
+        if (std::sscanf(line.c_str(), "%llx %llu %c", &a, &len, &extra) != 2 || len == 0 ||
+            len > (1ull << 32) || a + len < a)
+            return make_error(Errc::kFormat, "{}:{}: expected 'ADDRESS LENGTH', found '{}'", path,
+                              line_no, line.substr(0, 80));
+        out.bytes.emplace_back(a, a + len);
+        if (out.bytes.size() > (1u << 22))
+            return make_error(Errc::kFormat, "{}: too many ranges", path);
+    }
+    std::sort(out.bytes.begin(), out.bytes.end());
+    return out;
 }
 
 Status learn_and_write_scoped(std::span<const snapshot::SnapshotFile* const> chain,

@@ -182,15 +182,26 @@ struct StateDecision {
 // kernel's hypercall(), a function of its own, so the SysV caller-saved
 // registers hold nothing its caller needs) those registers are the base's.
 StateDecision decide_state(const SnapshotFile& base, std::span<const MergeInput> in,
-                           bool caller_saved_dead) {
+                           bool caller_saved_dead, bool scoped) {
     StateDecision d;
     d.vcpu = base.vcpu_state();
     // kvm_regs slots: rax rbx rcx rdx rsi rdi rsp rbp r8..r15 rip rflags.
     static constexpr int kCallerSaved[] = {0, 2, 3, 4, 5, 8, 9, 10, 11};
+    // Registers a steady-state request of an input's route changes
+    // (request-scoped, rule c) are not its warm state either.
     auto regs_of = [&](const SnapshotFile& f) {
         std::vector<uint8_t> r(f.regs().begin(), f.regs().end());
-        if (caller_saved_dead && r.size() >= 18 * 8 && base.regs().size() == r.size())
+        if (r.size() < 18 * 8 || base.regs().size() != r.size())
+            return r;
+        if (caller_saved_dead)
             for (int k : kCallerSaved)
+                std::memcpy(r.data() + k * 8, base.regs().data() + k * 8, 8);
+        uint32_t mask = 0;
+        for (const auto& m : in)
+            if (m.file == &f && scoped)
+                mask = m.scoped_registers & ~((1u << 6) | (1u << 16)); // never rsp, rip
+        for (int k = 0; k < 18; k++)
+            if (mask & (1u << k))
                 std::memcpy(r.data() + k * 8, base.regs().data() + k * 8, 8);
         return r;
     };
@@ -356,31 +367,8 @@ std::string composite_name(const snapshot::Hash128& base, std::span<const std::s
     return base.hex() + "-" + joined + ".snap";
 }
 
-Result<std::vector<std::pair<uint64_t, uint64_t>>> read_scoped(const library::Entry& entry) {
-    std::vector<std::pair<uint64_t, uint64_t>> out;
-    std::string path = entry.path.substr(0, entry.path.size() - 5) + ".scoped";
-    std::ifstream f(path);
-    if (!f)
-        return out;
-    std::string line;
-    if (!std::getline(f, line) || line != "presnap-scoped 1")
-        return make_error(Errc::kFormat, "{}: not a presnap-scoped 1 file", path);
-    uint64_t n = 1;
-    while (std::getline(f, line)) {
-        n++;
-        if (line.empty() || line[0] == '#')
-            continue;
-        unsigned long long a = 0, len = 0;
-        char extra;
-        if (std::sscanf(line.c_str(), "%llx %llu %c", &a, &len, &extra) != 2 || len == 0 ||
-            len > (1ull << 32) || a + len < a)
-            return make_error(Errc::kFormat, "{}:{}: expected 'ADDRESS LENGTH', found '{}'", path,
-                              n, line.substr(0, 80));
-        out.emplace_back(a, a + len);
-        if (out.size() > (1u << 22))
-            return make_error(Errc::kFormat, "{}: too many ranges", path);
-    }
-    return out;
+Result<library::Scoped> read_scoped(const library::Entry& entry) {
+    return library::read_scoped_file(entry.path.substr(0, entry.path.size() - 5) + ".scoped");
 }
 
 Result<MergeOutput> merge_snapshots(const SnapshotFile& base, std::span<const MergeInput> inputs,
@@ -425,7 +413,7 @@ Result<MergeOutput> merge_snapshots(const SnapshotFile& base, std::span<const Me
         auto hc = kernel_symbol("hypercall");
         caller_saved_dead = hc && hc->size && r.rip > hc->address && r.rip - hc->address < hc->size;
     }
-    StateDecision st = decide_state(base, inputs, caller_saved_dead);
+    StateDecision st = decide_state(base, inputs, caller_saved_dead, rules.scoped);
     for (const auto& m : inputs)
         if (!(m.file->cpu_features() == base.cpu_features()) && st.refusal.empty())
             st.refusal = m.id + ": made on a host with other CPU features than the base";
@@ -857,8 +845,8 @@ Result<Composite> make_composite(const library::Library& lib, std::span<const st
                 auto sc = read_scoped(*lib.find(c.ids[i]));
                 if (!sc)
                     return std::unexpected(sc.error());
-                m.scoped = std::move(*sc);
-                std::sort(m.scoped.begin(), m.scoped.end());
+                m.scoped = std::move(sc->bytes);
+                m.scoped_registers = sc->registers;
             }
             inputs.push_back(std::move(m));
         }

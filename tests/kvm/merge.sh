@@ -9,6 +9,8 @@
 #               (lazy segments of the map that the warm-ups ran) running
 #               again; a second snapmerge of the pair reuses the stored
 #               composite
+#               With EXPECT_MERGED=1 every pair must merge (no chain) and
+#               pass --verify.
 #   refusals    hostile id lists (unknown, a path, duplicates) and a snapshot
 #               made from another base are refused clearly, writing nothing
 #   verify      --verify passes on the library; on a copy whose manifest
@@ -52,11 +54,15 @@ pairs)
     for a in $ids; do
         for b in $ids; do
             [[ "$a" < "$b" ]] || continue
-            "$SNAPMERGE" --lib "$L" --json -o "$work/c.snap" "$a" "$b" >"$work/c.json" 2>"$work/c.err" ||
+            verify=()
+            [[ ${EXPECT_MERGED:-0} == 1 ]] && verify=(--verify)
+            "$SNAPMERGE" --lib "$L" --json "${verify[@]}" -o "$work/c.snap" "$a" "$b" >"$work/c.json" 2>"$work/c.err" ||
                 { cat "$work/c.err" >&2; fail "snapmerge $a $b failed"; }
             how=$(python3 -c "import json;print(json.load(open('$work/c.json'))['how'])")
             [[ $how == merged || $how == chained ]] || fail "$a $b: composite is '$how'"
             [[ $how == merged ]] && merged=$((merged + 1))
+            [[ ${EXPECT_MERGED:-0} == 1 && $how != merged ]] &&
+                fail "$a $b: chained, expected a merge: $(cat "$work/c.json")"
             : >"$work/reqs"
             for id in $a $b; do
                 field "$id" warmup >>"$work/reqs"

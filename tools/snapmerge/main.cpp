@@ -136,7 +136,7 @@ int pairs(const library::Library& lib, bool json) {
     if (!base)
         return report(base.error());
     std::vector<snapshot::SnapshotFile> files;
-    std::vector<std::vector<std::pair<uint64_t, uint64_t>>> scoped;
+    std::vector<library::Scoped> scoped;
     for (const auto& e : lib.snapshots) {
         auto f = snapshot::SnapshotFile::open(e.path);
         if (!f)
@@ -145,7 +145,6 @@ int pairs(const library::Library& lib, bool json) {
         auto s = merge::read_scoped(e);
         if (!s)
             return report(s.error());
-        std::sort(s->begin(), s->end());
         scoped.push_back(std::move(*s));
     }
     size_t n = files.size(), total = n * (n - 1) / 2;
@@ -156,8 +155,9 @@ int pairs(const library::Library& lib, bool json) {
         std::map<std::string, uint64_t> regions;
         for (size_t i = 0; i < n; i++)
             for (size_t j = i + 1; j < n; j++) {
-                merge::MergeInput in[] = {{lib.snapshots[i].id, &files[i], scoped[i]},
-                                          {lib.snapshots[j].id, &files[j], scoped[j]}};
+                merge::MergeInput in[] = {
+                    {lib.snapshots[i].id, &files[i], scoped[i].bytes, scoped[i].registers},
+                    {lib.snapshots[j].id, &files[j], scoped[j].bytes, scoped[j].registers}};
                 auto m = merge::merge_snapshots(*base, in, st.rules);
                 if (!m)
                     return report(m.error());

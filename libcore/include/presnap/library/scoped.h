@@ -22,12 +22,25 @@ namespace presnap::library {
 
 using ByteRanges = std::vector<std::pair<uint64_t, uint64_t>>; // [begin, end) guest addresses
 
-Result<ByteRanges> learn_scoped(std::span<const snapshot::SnapshotFile* const> chain,
-                                const std::vector<std::string>& requests,
-                                const runtime::SessionOptions& session);
+struct Scoped {
+    ByteRanges bytes;
+    // General registers (kvm_regs slots: bit 0 rax ... bit 15 r15, 16 rip,
+    // 17 rflags) whose value at the wait point a steady-state request changed.
+    uint32_t registers = 0;
+};
+inline constexpr const char* kRegisterNames[18] = {"rax", "rbx", "rcx", "rdx", "rsi", "rdi",
+                                                   "rsp", "rbp", "r8",  "r9",  "r10", "r11",
+                                                   "r12", "r13", "r14", "r15", "rip", "rflags"};
 
-// "presnap-scoped 1", then one "ADDRESS(hex) LENGTH" line per range; atomic.
-Status write_scoped(const std::string& path, const ByteRanges& ranges);
+Result<Scoped> learn_scoped(std::span<const snapshot::SnapshotFile* const> chain,
+                            const std::vector<std::string>& requests,
+                            const runtime::SessionOptions& session);
+
+// "presnap-scoped 1", then "reg NAME" lines, then one "ADDRESS(hex) LENGTH"
+// line per range; atomic.
+Status write_scoped(const std::string& path, const Scoped& scoped);
+// Reads it back; a missing file is an empty Scoped.
+Result<Scoped> read_scoped_file(const std::string& path);
 
 // learn_scoped() + write_scoped(): the build's hook.
 Status learn_and_write_scoped(std::span<const snapshot::SnapshotFile* const> chain,

@@ -18,6 +18,7 @@
 
 #include "presnap/error.h"
 #include "presnap/library/library.h"
+#include "presnap/library/scoped.h"
 #include "presnap/runtime/session.h"
 #include "presnap/snapshot/reader.h"
 
@@ -101,7 +102,8 @@ struct MergeInput {
     std::string id;
     const snapshot::SnapshotFile* file = nullptr;
     std::vector<std::pair<uint64_t, uint64_t>>
-        scoped; // request-scoped [address, address+len) ranges
+        scoped;                    // request-scoped [address, address+len) ranges
+    uint32_t scoped_registers = 0; // request-scoped registers (library/scoped.h)
 };
 struct MergeOutput {
     MergeReport report;
@@ -116,8 +118,8 @@ Result<MergeOutput> merge_snapshots(const snapshot::SnapshotFile& base,
 // for regular files; "-" is standard output.
 Status write_composite(const Composite& composite, const std::string& path);
 
-// Request-scoped bytes of a library snapshot (docs/formats/composites.md,
-// DIR/sNNN.scoped); empty when the file is absent.
-Result<std::vector<std::pair<uint64_t, uint64_t>>> read_scoped(const library::Entry& entry);
+// Request-scoped bytes and registers of a library snapshot
+// (docs/formats/composites.md, DIR/sNNN.scoped); empty when the file is absent.
+Result<library::Scoped> read_scoped(const library::Entry& entry);
 
 } // namespace presnap::merge
