@@ -90,11 +90,12 @@ std::string composite_json(const merge::Composite& c, bool explain) {
                                      json_str(k.region), json_str(k.symbol), json_str(k.sides));
     return fmt::format(
         "{{\"type\":\"composite\",\"snapshots\":[{}],\"how\":\"{}\",\"from_cache\":{},"
-        "\"path\":{},\"pages\":{},\"conflicts\":{},\"refusal\":{},\"verify_problem\":{},"
+        "\"path\":{},\"pages\":{},\"input_bytes\":{},\"conflicts\":{},\"refusal\":{},\"verify_"
+        "problem\":{},"
         "\"merge_us\":{:.1f},\"chain_us\":{:.1f},\"us\":{:.1f}{}}}\n",
         fmt::join(ids, ","), merge::how_name(c.how), c.from_cache ? "true" : "false",
-        json_str(c.path), c.merge.pages, c.merge.conflicts.size(), json_str(c.merge.refusal),
-        json_str(c.verify_problem), c.merge.us, c.chain_us, c.us,
+        json_str(c.path), c.merge.pages, c.merge.input_bytes, c.merge.conflicts.size(),
+        json_str(c.merge.refusal), json_str(c.verify_problem), c.merge.us, c.chain_us, c.us,
         explain ? ",\"conflict_list\":[" + conflicts + "]" : "");
 }
 
