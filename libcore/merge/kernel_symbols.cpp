@@ -25,9 +25,17 @@ std::optional<KernelSymbol> kernel_symbol(std::string_view name) {
 }
 
 std::optional<KernelSymbol> kernel_symbol_at(uint64_t a) {
-    for (const auto& s : kSymbols)
-        if (a >= s.address && a - s.address < std::max<uint64_t>(s.size, 1))
+    // Assembly symbols have no size: they reach to the next symbol (the
+    // kernel stack, psn_kernel_stack, to psn_kernel_stack_top).
+    const size_t n = std::size(kSymbols);
+    for (size_t i = 0; i < n; i++) {
+        const auto& s = kSymbols[i];
+        uint64_t size = s.size;
+        if (size == 0 && i + 1 < n)
+            size = kSymbols[i + 1].address - s.address;
+        if (a >= s.address && a - s.address < size)
             return s;
+    }
     return std::nullopt;
 }
 

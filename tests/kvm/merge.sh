@@ -11,6 +11,11 @@
 #               composite
 #               With EXPECT_MERGED=1 every pair must merge (no chain) and
 #               pass --verify.
+#   conflicts   over every pair, --explain --json reports the conflicts a
+#               heap-allocating example has in each kind of region, by
+#               name: allocator metadata or stdio in the executable's data
+#               (elf .data/.bss with a symbol), the brk heap, the mmap area,
+#               the stack, the guest kernel's mapping table
 #   refusals    hostile id lists (unknown, a path, duplicates) and a snapshot
 #               made from another base are refused clearly, writing nothing
 #   verify      --verify passes on the library; on a copy whose manifest
@@ -90,6 +95,31 @@ pairs)
         done
     done
     echo "ok: $n pairs ($merged merged, $((n - merged)) chained) answer like native with their lazy work done" ;;
+conflicts)
+    for a in $ids; do
+        for b in $ids; do
+            [[ "$a" < "$b" ]] || continue
+            "$SNAPMERGE" --lib "$L" --json --explain --no-cache "$a" "$b" >>"$work/all.json" 2>/dev/null ||
+                fail "snapmerge $a $b failed"
+        done
+    done
+    python3 - "$work/all.json" <<'PY' || fail "conflict regions missing"
+import json, sys
+kinds = {}
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    for c in r.get("conflict_list", []):
+        key = c["region"] if not c["region"].startswith("elf ") else "elf"
+        kinds.setdefault(key, set()).add(c["symbol"].split("+")[0])
+for k in sorted(kinds):
+    print(f"ok: {k}: {', '.join(sorted(s for s in kinds[k] if s)) or '(no symbol)'}")
+want = {"elf", "heap", "mmap", "stack", "guest kernel"}
+missing = want - set(kinds)
+assert not missing, f"no conflict reported in {missing}: {sorted(kinds)}"
+assert any(kinds["elf"]), "no ELF symbol named for a conflict in the executable's data"
+assert "maps" in kinds["guest kernel"], f"guest kernel conflicts not in its mapping table: {kinds['guest kernel']}"
+PY
+    ;;
 refusals)
     set -- $ids
     for bad in s999 ../x "$1 $1" /etc/passwd "$1/../$2" ""; do
