@@ -19,7 +19,10 @@
 #   refusals    hostile id lists (unknown, a path, duplicates) and a snapshot
 #               made from another base are refused clearly, writing nothing
 #   verify      --verify passes on the library; on a copy whose manifest
-#               records another warm-up response it rejects the composite
+#               records another warm-up response it rejects the composite.
+#               Also: four snapmerge of one new set at once all succeed and
+#               leave one valid stored composite; --all builds each distinct
+#               set of a selection stream once
 source "$(dirname "$0")/lib.sh"
 SNAPRUN=$1 SNAPGEN=$2 PEA=$3 SNAPMERGE=$4 CASE=$5 PROGRAM=$6 REQUESTS=$7
 shift 7
@@ -170,7 +173,34 @@ PY
         fail "--verify accepted a single snapshot whose warm-up answers unlike the manifest"
     # Without --verify the forged manifest is not looked at.
     "$SNAPMERGE" --lib "$work/forged" "$1" "$2" 2>/dev/null || fail "snapmerge without --verify failed"
-    echo "ok: --verify passes the library and rejects the forged warm-up response: $(head -1 "$work/err")" ;;
+    echo "ok: --verify passes the library and rejects the forged warm-up response: $(head -1 "$work/err")"
+    # Concurrent writers of one set.
+    set -- $ids
+    last=${!#}
+    pids=()
+    for k in 1 2 3 4; do
+        "$SNAPMERGE" --lib "$L" -o "$work/par$k.snap" "$1" "$last" 2>"$work/par$k.err" &
+        pids+=($!)
+    done
+    for p in "${pids[@]}"; do wait "$p" || fail "one of four concurrent snapmerge runs failed"; done
+    [[ $(ls "$L/composites" | grep -c "$1-$last.snap\$") == 1 ]] || fail "not one stored composite for $1 $last"
+    ! ls "$L/composites" | grep -q tmp || fail "a temporary file was left in composites/"
+    { field "$1" warmup; field "$last" warmup; } >"$work/reqs"
+    "$PROGRAM" <"$work/reqs" >"$work/native"
+    for k in 1 2 3 4; do
+        "$SNAPRUN" "$L/base.snap" "$work/par$k.snap" <"$work/reqs" | cmp -s - "$work/native" ||
+            fail "concurrent run $k wrote a composite that answers unlike native"
+    done
+    echo "ok: four concurrent snapmerge runs of one set"
+    # --all: each distinct set once, in order of first appearance.
+    printf 'presnap-selection 1\nselect %s %s\nselect %s\nselect %s %s\nselect\n' "$1" "$2" "$1" "$1" "$2" |
+        "$SNAPMERGE" --lib "$L" --all --json >"$work/all.json" || fail "--all failed"
+    [[ $(wc -l <"$work/all.json") == 3 ]] || fail "--all built $(wc -l <"$work/all.json") composites (expected 3)"
+    python3 -c "
+import json, sys
+hows = [json.loads(l)['how'] for l in open('$work/all.json')]
+assert hows[1:] == ['single', 'base'] and hows[0] in ('merged', 'chained'), hows" || fail "--all: unexpected composites"
+    echo "ok: --all built 3 distinct sets from 4 selections" ;;
 *)
     fail "unknown case $CASE" ;;
 esac
