@@ -58,7 +58,7 @@ grep -v '^#' "$work/map.pmap" | awk '$7 == "lazy" {print $1}' | sort -u >"$work/
 
 case $CASE in
 pairs)
-    n=0 merged=0
+    n=0 merged=0 traced=0
     for a in $ids; do
         for b in $ids; do
             [[ "$a" < "$b" ]] || continue
@@ -84,7 +84,10 @@ pairs)
             # The lazy initialisers the two warm-ups ran do not run again.
             { field "$a" segments; field "$b" segments; } | tr ' ' '\n' | sort -u |
                 comm -12 - "$work/lazy" >"$work/warm_lazy"
-            [[ -s "$work/warm_lazy" ]] || fail "$a $b: the warm-ups ran no lazy segment: the check would prove nothing"
+            # (A route whose warm-up ran no lazy segment of the map is
+            # checked by its responses only; at least one pair must be
+            # checked through the trace, below.)
+            [[ -s "$work/warm_lazy" ]] && traced=$((traced + 1))
             grep '"type":"request"' "$work/h.jsonl" >"$work/h.req"
             [[ $(wc -l <"$work/h.req") == 4 ]] || fail "$a $b: expected 4 request records in the trace"
             while IFS= read -r seg; do
@@ -97,7 +100,8 @@ pairs)
             n=$((n + 1))
         done
     done
-    echo "ok: $n pairs ($merged merged, $((n - merged)) chained) answer like native with their lazy work done" ;;
+    [[ $traced -gt 0 ]] || fail "no pair's warm-ups ran a lazy segment of the map: the trace check proved nothing"
+    echo "ok: $n pairs ($merged merged, $((n - merged)) chained) answer like native; $traced checked through the trace: their lazy initialisers did not run again" ;;
 conflicts)
     for a in $ids; do
         for b in $ids; do
