@@ -757,7 +757,8 @@ Result<Composite> make_composite(const library::Library& lib, std::span<const st
         return std::unexpected(ids.error());
     Composite c;
     c.ids = *ids;
-    auto base = SnapshotFile::open(lib.base_path);
+    const snapshot::OpenOptions open_options{options.data_check};
+    auto base = SnapshotFile::open(lib.base_path, open_options);
     if (!base)
         return std::unexpected(base.error());
     if (base->kind() != snapshot::SnapshotKind::kFull)
@@ -768,7 +769,7 @@ Result<Composite> make_composite(const library::Library& lib, std::span<const st
     std::vector<SnapshotFile> files;
     for (const auto& id : c.ids) {
         const library::Entry* e = lib.find(id);
-        auto f = SnapshotFile::open(e->path);
+        auto f = SnapshotFile::open(e->path, open_options);
         if (!f)
             return std::unexpected(f.error());
         if (f->kind() != snapshot::SnapshotKind::kDiff || !f->verify_parent(b))
@@ -807,7 +808,7 @@ Result<Composite> make_composite(const library::Library& lib, std::span<const st
     // A stored composite: reused if it is a diff of this base that says it
     // is this set's (anything else is rebuilt and replaced).
     if (options.use_cache && fs::exists(path)) {
-        auto f = SnapshotFile::open(path);
+        auto f = SnapshotFile::open(path, open_options);
         if (f && f->kind() == snapshot::SnapshotKind::kDiff && f->verify_parent(b)) {
             std::string meta(f->metadata_json());
             std::vector<std::string> q;

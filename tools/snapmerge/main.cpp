@@ -294,6 +294,8 @@ int main(int argc, char** argv) {
         if (!out_path.empty())
             if (auto s = merge::write_composite(*c, out_path); !s)
                 return report(s.error());
+        if (!c->path.empty())
+            diag.info(fmt::format("{}: {}", fmt::join(c->ids, " "), c->path));
         if (quiet)
             continue;
         if (json) {

@@ -65,6 +65,9 @@ struct CompositeOptions {
     bool allow_merge = true; // false: always chain (several ids)
     MergeRules rules;
     runtime::SessionOptions session; // for chains and verification
+    // How much of the files' page data open() checks (reader.h): the base
+    // is large, so a server that keeps the library trusted may pass kNone.
+    snapshot::DataCheck data_check = snapshot::DataCheck::kSection;
 };
 
 struct Composite {
