@@ -20,10 +20,11 @@ library() { # NAME PROGRAM REQUESTS BITCODE... -> $work/NAME
     "$T/pea-analyze/pea-analyze" "$@" --elf "$prog" -o "$work/$name.pmap" 2>/dev/null
     "$T/snapgen/snapgen" -q --map "$work/$name.pmap" --requests "$req" -o "$work/$name" "$prog"
 }
-median_of() { # KEY: the median of KEY over JSON lines on stdin
+median_of() { # KEY: the median (and minimum) of KEY over JSON lines on stdin
     python3 -c "
 import json, statistics, sys
-print('%.0f' % statistics.median(json.loads(l)['$1'] for l in sys.stdin))"
+v = [json.loads(l)['$1'] for l in sys.stdin]
+print('%.0f (min %.0f)' % (statistics.median(v), min(v)))"
 }
 
 for ex in numtheory spellcheck logparse; do
@@ -50,5 +51,5 @@ for n in 2 4 8; do
     bytes=$(python3 -c "import json; print(json.load(open('$work/one.json'))['input_bytes'])")
     for r in $(seq "$runs"); do "$T/snapmerge/snapmerge" --lib "$work/routes" --no-cache --chain --json $ids; done >"$work/c.json"
     c=$(median_of chain_us <"$work/c.json")
-    echo "$n snapshots: $how; merge $m us for $bytes bytes of pages ($(python3 -c "print('%.0f' % ($bytes / $m))") MB/s); chain $c us"
+    echo "$n snapshots: $how; merge $m us for $bytes bytes of pages ($(python3 -c "print('%.0f' % ($bytes / float('$m'.split()[0])))") MB/s at the median); chain $c us"
 done

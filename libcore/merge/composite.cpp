@@ -17,6 +17,7 @@
 #include <fstream>
 #include <linux/kvm.h>
 #include <map>
+#include <memory>
 #include <set>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -502,20 +503,19 @@ Result<MergeOutput> merge_snapshots(const SnapshotFile& base, std::span<const Me
     std::map<uint64_t, std::vector<size_t>> pages;
     for (size_t i = 0; i < sides.size(); i++)
         sides[i].each_page([&](uint64_t p) { pages[p].push_back(i); });
-    std::vector<uint64_t> order;
-    std::vector<uint8_t> buf(pages.size() * kPage);
-    size_t k = 0;
+    // First the pages several inputs changed (where conflicts are), then,
+    // only if everything merged, the composite's pages.
+    std::map<uint64_t, std::vector<uint8_t>> shared;
     std::vector<uint8_t> dead;
     std::vector<std::vector<uint8_t>> masks(sides.size());
-    std::string ids_of_conflict;
     for (const auto& [page, who] : pages) {
-        std::span<uint8_t> dst(buf.data() + k * kPage, kPage);
-        order.push_back(page);
-        k++;
-        if (who.size() == 1) {
-            std::memcpy(dst.data(), sides[who[0]].page(page), kPage);
+        if (!rules.all_conflicts && (!rep.conflicts.empty() || !st.refusal.empty()))
+            break;
+        if (who.size() == 1)
             continue;
-        }
+        auto& merged_page = shared[page];
+        merged_page.resize(kPage);
+        std::span<uint8_t> dst(merged_page);
         rep.pages_shared++;
         dead.clear();
         for (const auto& [lo, hi] : dead_ranges)
@@ -571,7 +571,7 @@ Result<MergeOutput> merge_snapshots(const SnapshotFile& base, std::span<const Me
             j = e;
         }
     }
-    rep.pages = order.size();
+    rep.pages = pages.size();
     if (!rep.conflicts.empty() || !st.refusal.empty()) {
         rep.refusal = st.refusal;
         // Name the regions (reading the executable's symbols costs a few ms:
@@ -594,6 +594,16 @@ Result<MergeOutput> merge_snapshots(const SnapshotFile& base, std::span<const Me
         return out;
     }
 
+    std::vector<uint64_t> order;
+    order.reserve(pages.size());
+    std::unique_ptr<uint8_t[]> buf(new uint8_t[pages.size() * kPage]); // every page is written
+    size_t k = 0;
+    for (const auto& [page, who] : pages) {
+        const uint8_t* src = who.size() == 1 ? sides[who[0]].page(page) : shared[page].data();
+        std::memcpy(buf.get() + k * kPage, src, kPage);
+        order.push_back(page);
+        k++;
+    }
     snapshot::SnapshotImage img;
     img.kind = snapshot::SnapshotKind::kDiff;
     img.flags = base.flags();
@@ -619,7 +629,7 @@ Result<MergeOutput> merge_snapshots(const SnapshotFile& base, std::span<const Me
         size_t e = j + 1;
         while (e < order.size() && order[e] == order[e - 1] + 1)
             e++;
-        if (auto s = snapshot::add_memory(img, order[j], {buf.data() + j * kPage, (e - j) * kPage},
+        if (auto s = snapshot::add_memory(img, order[j], {buf.get() + j * kPage, (e - j) * kPage},
                                           snapshot::ZeroPages::kRecord);
             !s)
             return std::unexpected(s.error());

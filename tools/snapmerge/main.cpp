@@ -108,8 +108,9 @@ std::string composite_text(const merge::Composite& c, bool explain) {
                          c.merge.pages_shared, c.merge.us / 1000);
     if (c.how == merge::Composite::How::kChained && !c.from_cache) {
         if (!c.merge.conflicts.empty() || !c.merge.refusal.empty())
-            o += fmt::format(", {} conflict{} ({})", c.merge.conflicts.size(),
-                             c.merge.conflicts.size() == 1 ? "" : "s", by_region(c.merge));
+            o += fmt::format(", {}{} conflict{} ({})", explain ? "" : "at least ",
+                             c.merge.conflicts.size(), c.merge.conflicts.size() == 1 ? "" : "s",
+                             by_region(c.merge));
         if (!c.verify_problem.empty())
             o += ", the merge failed verification";
         o += fmt::format(", chain built in {:.1f} ms", c.chain_us / 1000);
@@ -279,6 +280,8 @@ int main(int argc, char** argv) {
     opt.store = !no_cache;
     opt.use_cache = !no_cache;
     opt.allow_merge = !chain_only;
+    // Past the first conflicting page only to list them all.
+    opt.rules.all_conflicts = explain;
     opt.session.warn = nullptr;
     std::set<std::vector<std::string>> done;
     std::string text;

@@ -35,6 +35,9 @@ struct MergeRules {
     bool presnap_state = true; // (a) boot page, guest kernel data, monitor state by rule
     bool dead_stack = true;    // (b) the stack below the saved stack pointer is dead
     bool scoped = true;        // (c) request-scoped bytes (sNNN.scoped) resolve to the base
+    // Find every conflict (reports, --explain, measurements); false: stop
+    // at the first page that conflicts, since the set is chained anyway.
+    bool all_conflicts = true;
 };
 
 // Where a conflicting byte lives.
