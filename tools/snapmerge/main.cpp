@@ -130,10 +130,10 @@ int pairs(const library::Library& lib, bool json) {
         const char* name;
         merge::MergeRules rules;
     };
-    const Step steps[] = {{"none", {false, false, false}},
-                          {"+a presnap state", {true, false, false}},
-                          {"+b dead stack", {true, true, false}},
-                          {"+c request-scoped", {true, true, true}}};
+    const Step steps[] = {{"none", {false, false, false, true}},
+                          {"+a presnap state", {true, false, false, true}},
+                          {"+b dead stack", {true, true, false, true}},
+                          {"+c request-scoped", {true, true, true, true}}};
     auto base = snapshot::SnapshotFile::open(lib.base_path);
     if (!base)
         return report(base.error());

@@ -37,7 +37,7 @@ struct MergeRules {
     bool scoped = true;        // (c) request-scoped bytes (sNNN.scoped) resolve to the base
     // Find every conflict (reports, --explain, measurements); false: stop
     // at the first page that conflicts, since the set is chained anyway.
-    bool all_conflicts = true;
+    bool all_conflicts = false;
 };
 
 // Where a conflicting byte lives.
