@@ -251,6 +251,8 @@ Result<BuildReport> build_into(const BuildOptions& o, const fs::path& tmp) {
         auto s = snapshot::restore(base_chain, ro);
         if (!s)
             return std::unexpected(s.error());
+        if (auto mw = set_mmap_window(**s, k, routes_to_make); !mw) // merge rule (d)
+            return std::unexpected(mw.error());
         auto in = runtime::MemoryRequestSource::of_lines({warm->request});
         runtime::MemoryResponseSink warm_out;
         auto wr = (*s)->run(in, warm_out, runtime::AtEof::kStop);

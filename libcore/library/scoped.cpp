@@ -1,10 +1,12 @@
 #include "presnap/library/scoped.h"
 
+#include "presnap/guest_abi.h"
 #include "presnap/runtime/io.h"
 #include "presnap/snapshot/session_snapshots.h"
 
 #include <algorithm>
 #include <cerrno>
+#include <cstddef>
 #include <cstdio>
 #include <cstring>
 #include <fmt/format.h>
@@ -178,6 +180,16 @@ Result<Scoped> read_scoped_file(const std::string& path) {
     }
     std::sort(out.bytes.begin(), out.bytes.end());
     return out;
+}
+
+Status set_mmap_window(runtime::Session& session, size_t index, size_t count) {
+    const auto& l = session.layout();
+    if (l.mmap_top <= l.brk_start || index >= count)
+        return make_error(Errc::kInvalidArgument, "no mmap window {} of {}", index, count);
+    uint64_t part = (l.mmap_top - l.brk_start) / (count + 2) & ~(kPage - 1);
+    uint64_t top = l.mmap_top - (index + 1) * part;
+    return session.memory().write_obj(PSN_BOOT_INFO_ADDR + offsetof(psn_boot_info, mmap_window),
+                                      top);
 }
 
 Status learn_and_write_scoped(std::span<const snapshot::SnapshotFile* const> chain,

@@ -444,6 +444,10 @@ Result<MergeOutput> merge_snapshots(const SnapshotFile& base, std::span<const Me
         dead_ranges.emplace_back(PSN_BOOT_INFO_ADDR + offsetof(psn_boot_info, restore_generation),
                                  PSN_BOOT_INFO_ADDR + offsetof(psn_boot_info, random_seed) +
                                      sizeof(psn_boot_info::random_seed));
+        // Each snapshot's own mmap window (rule d) places later mappings
+        // only: the composite maps below mmap_top, as the base does.
+        dead_ranges.emplace_back(PSN_BOOT_INFO_ADDR + offsetof(psn_boot_info, mmap_window),
+                                 PSN_BOOT_INFO_ADDR + offsetof(psn_boot_info, mmap_window) + 8);
         // The kernel stack below the vCPU's stack pointer (the vCPU waits in
         // the guest kernel) is dead.
         if (kernel_ok && kstack && kstack_top && kernel_rsp > kstack->address &&

@@ -47,4 +47,13 @@ Status learn_and_write_scoped(std::span<const snapshot::SnapshotFile* const> cha
                               const std::vector<std::string>& requests,
                               const runtime::SessionOptions& session, const std::string& path);
 
+// Merge rule (d): gives the warm-up of route `index` of `count` its own mmap
+// window in `session` (restored, at its wait point, not yet run): the space
+// between the program break's start and the mmap top is cut into count + 2
+// equal parts (the top one for the base's own mappings, the bottom one for
+// the brk heap) and the route's window is part index + 1 from the top. The
+// guest kernel maps below the window's top first (psn_boot_info.mmap_window);
+// the window is recorded in the snapshot's boot information page.
+Status set_mmap_window(runtime::Session& session, size_t index, size_t count);
+
 } // namespace presnap::library
