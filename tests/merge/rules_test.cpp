@@ -301,3 +301,19 @@ TEST_CASE("rule c: a side's request-scoped bytes and registers are not its warm 
     REQUIRE(r.report.merged);
     CHECK(r.regs.r15 == f.regs.r15);
 }
+
+TEST_CASE("rule d: each side's own mmap window is not carried into the composite") {
+    Fixture f;
+    auto a = f.side(), b = f.side();
+    uint64_t w = PSN_BOOT_INFO_ADDR + offsetof(psn_boot_info, mmap_window);
+    f.change64(a, w, 0x2000000);
+    f.change64(b, w, 0x1000000);
+    f.change(a, 0x2000000 - 4096, "big a");
+    f.change(b, 0x1000000 - 4096, "big b");
+    CHECK_FALSE(f.merge(a, b, {false, false, false}).report.merged);
+    auto r = f.merge(a, b);
+    REQUIRE(r.report.merged);
+    CHECK(at64(r.memory, w) == 0);
+    CHECK(at(r.memory, 0x2000000 - 4096, 5) == "big a");
+    CHECK(at(r.memory, 0x1000000 - 4096, 5) == "big b");
+}
