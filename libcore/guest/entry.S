@@ -170,13 +170,17 @@ psn_exc_table:
 
     .section .note.GNU-stack, "", @progbits
     .bss
-    .balign 16
-    .globl psn_fault
-psn_fault:
-    .skip 56
+    /* One 64-byte block, so never split by a page boundary: the fault
+     * struct shares its page with the user stack pointer that every system
+     * call writes, so a guest that took a breakpoint (tracing) and one that
+     * did not dirty the same pages. */
+    .balign 64
     .globl psn_user_rsp
 psn_user_rsp:
     .skip 8
+    .globl psn_fault
+psn_fault:
+    .skip 56
     .balign 16
 psn_kernel_stack:
     .skip 65536
