@@ -28,6 +28,7 @@ include(CMakePackageConfigHelpers)
 set(PRESNAP_INSTALL_LIBRARIES
   presnap_serve
   presnap_select
+  presnap_merge
   presnap_library
   presnap_persist
   presnap_runtime

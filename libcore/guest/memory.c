@@ -96,9 +96,8 @@ static int range_free(u64 a, u64 b) {
             return 0;
     return 1;
 }
-/* Top-down first fit, like Linux's default layout. */
-static u64 find_gap(u64 len) {
-    u64 top = boot->mmap_top;
+/* Top-down first fit below `top`, like Linux's default layout. */
+static u64 gap_below(u64 top, u64 len) {
     for (u32 i = nmaps; i-- > 0;) {
         if (maps[i].end <= top && top - maps[i].end >= len)
             return top - len;
@@ -108,6 +107,18 @@ static u64 find_gap(u64 len) {
     if (top >= len && top - len >= mmap_floor())
         return top - len;
     return 0;
+}
+/* A library snapshot's warm-up maps below its own window first, so that the
+ * large allocations of two snapshots of one base do not overlap (snapmerge
+ * rule d); otherwise, and when the window is full, below mmap_top. */
+static u64 find_gap(u64 len) {
+    u64 w = boot->mmap_window;
+    if (w && !(w & (PAGE - 1)) && w <= boot->mmap_top && w > boot->brk_start) {
+        u64 a = gap_below(w, len);
+        if (a)
+            return a;
+    }
+    return gap_below(boot->mmap_top, len);
 }
 
 i64 sys_mmap(u64 addr, u64 len, u64 prot, u64 flags, i64 fd, u64 off) {

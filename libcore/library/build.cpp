@@ -1,4 +1,5 @@
 #include "presnap/library/build.h"
+#include "presnap/library/scoped.h"
 
 #include "../format/json.h"
 #include "presnap/analysis/hash.h"
@@ -231,6 +232,7 @@ Status finish(const fs::path& tmp, const Head& head, std::vector<RouteResult>& r
         fs::path made_path = tmp / r.entry.file;
         if (max_bytes && bytes_used + r.entry.bytes > max_bytes) {
             fs::remove(made_path, ec);
+            fs::remove(fs::path(made_path).replace_extension(".scoped"), ec);
             report.dropped.push_back(fmt::format("{}: over --max-bytes", r.names));
             continue;
         }
@@ -239,6 +241,12 @@ Status finish(const fs::path& tmp, const Head& head, std::vector<RouteResult>& r
         fs::rename(made_path, tmp / r.entry.file, ec);
         if (ec)
             return make_error(Errc::kIo, "cannot rename {}: {}", made_path.string(), ec.message());
+        // Merge rule (c)'s request-scoped bytes follow their snapshot.
+        fs::rename(fs::path(made_path).replace_extension(".scoped"),
+                   (tmp / r.entry.file).replace_extension(".scoped"), ec);
+        if (ec)
+            return make_error(Errc::kIo, "cannot rename the scoped bytes of {}: {}",
+                              made_path.string(), ec.message());
         report.snapshots.push_back(r.entry);
     }
 
@@ -845,6 +853,8 @@ Result<BuildReport> build_into(const BuildOptions& o, const fs::path& tmp) {
         auto s = snapshot::restore(base_chain, ro);
         if (!s)
             return std::unexpected(s.error());
+        if (auto mw = set_mmap_window(**s, k, routes_to_make); !mw) // merge rule (d)
+            return std::unexpected(mw.error());
         auto counters_before = read_counters(**s);
         auto in = runtime::MemoryRequestSource::of_lines({warm->request});
         runtime::MemoryResponseSink warm_out;
@@ -938,6 +948,11 @@ Result<BuildReport> build_into(const BuildOptions& o, const fs::path& tmp) {
             return std::unexpected(sum.error());
         e.pages = sum->pages_stored;
         e.bytes = sum->file_size;
+        // Merge rule (c): the bytes a steady-state request of the route rewrites.
+        if (auto sc = learn_and_write_scoped(chain, {held->request, warm->request}, bopt,
+                                             (tmp / fmt::format("route-{}.scoped", k)).string());
+            !sc)
+            return std::unexpected(sc.error());
         {
             std::lock_guard lock(say_mu);
             say(fmt::format("route {}: '{}' {:.0f} -> {:.0f} us", k + 1, e.warmup, e.base_us,
@@ -1147,6 +1162,10 @@ Result<BuildReport> combine_into(std::span<const std::string> dirs, const fs::pa
             return make_error(Errc::kFormat, "{}: {} bytes, its shard.jsonl says {}", from.string(),
                               snap->file_size(), results[k].entry.bytes);
         if (auto c = copy_synced(from, tmp / results[k].entry.file); !c)
+            return std::unexpected(c.error());
+        fs::path scoped = fs::path(from).replace_extension(".scoped");
+        if (auto c = copy_synced(scoped, (tmp / results[k].entry.file).replace_extension(".scoped"));
+            !c)
             return std::unexpected(c.error());
         if (progress)
             progress(fmt::format("route {} from shard {}/{}", k + 1, s.head.shard, s.head.shards));

@@ -29,7 +29,7 @@ fail() {
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-export PATH="$build/tools/snaprun:$build/tools/snapgen:$build/tools/snapinfo:$build/tools/pea-analyze:$build/tools/snapselect:$PATH"
+export PATH="$build/tools/snapmerge:$build/tools/snaprun:$build/tools/snapgen:$build/tools/snapinfo:$build/tools/pea-analyze:$build/tools/snapselect:$PATH"
 have_kvm=0
 [ -r /dev/kvm ] && [ -w /dev/kvm ] && have_kvm=1
 have_clang=0

@@ -21,7 +21,7 @@
 
 #include <stdint.h>
 
-#define PSN_ABI_VERSION 3u
+#define PSN_ABI_VERSION 4u
 
 /* ---- Fixed layout (guest physical = guest virtual) ---- */
 #define PSN_PAGE_SIZE 4096ull
@@ -102,7 +102,10 @@ struct psn_boot_info {
     uint64_t restore_generation; /* 0 on a cold boot; +1 per restore */
     uint8_t random_seed[32];     /* seeds the guest's ChaCha20 generator */
     uint64_t exe_path;           /* guest address of the program path string */
-    uint64_t reserved[8];
+    uint64_t mmap_window;        /* 0, or the top of this snapshot's own mmap window
+                                    (snapgen's library builds; merge rule d): new
+                                    mappings go top-down below it first */
+    uint64_t reserved[7];
 };
 
 #define PSN_BOOT_DETERMINISTIC 1u /* virtual clock, fixed seed */
