@@ -5,7 +5,7 @@
  * switches to the kernel stack, so the user's red zone is safe. */
 #define __ASSEMBLY__
 #define PSN_KERNEL_MAGIC 0x314e524b4e535350
-#define PSN_ABI_VERSION 3 /* = guest_abi.h (the monitor checks the header) */
+#define PSN_ABI_VERSION 4 /* = guest_abi.h (the monitor checks the header) */
 #define PSN_HC_FAULT_PORT (0x500 + 4)
 
     .section .header, "a"
