@@ -161,6 +161,10 @@ constexpr const char* kKernelDead[] = {
     "hc_in", "hc_wr", "hc_exit", "hc_note", "hc_sleep", "in_pos", "in_len", "eof", "psn_out_len",
     "base_tsc", "base_real", "base_mono", "rng_key", "rng_counter", "rng_buf", "rng_left",
     "seen_generation",
+    // Counters for snapgen's records (syscalls, memory growth): read as
+    // deltas around a warm-up, never by the program; a composite keeps the
+    // base's.
+    "psn_stats",
     // The TSC calibration: every side's is a calibration of the same TSC,
     // and the INPUT reply refreshes it when the monitor knows better.
     "tsc_hz", "tsc_mult"};
