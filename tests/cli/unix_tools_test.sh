@@ -33,7 +33,8 @@ run() {
   [ "$rc" -eq "$want" ] || fail "$* exited $rc (expected $want): $(cat err)"
 }
 
-tools=("$snaprun" "$snapgen" "$snapinfo")
+tools=("$snaprun" "$snapgen" "$snapinfo" "$build/tools/snapselect/snapselect"
+  "$build/tools/snapmerge/snapmerge")
 [ -x "$pea" ] && tools+=("$pea")
 
 # --- One voice, one --version, unknown options first ---------------------

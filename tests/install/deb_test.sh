@@ -57,11 +57,12 @@ dpkg-deb --contents "$dev_deb" >"$work/dev.contents" || fail "dpkg-deb --content
 expect_path() {
     grep -qE " \./usr/$2\$" "$1" || { cat "$1" >&2; fail "$(basename "$1" .contents) package lacks /usr/$2"; }
 }
-for tool in snaprun snapgen snapinfo pea-analyze; do
+for tool in snaprun snapgen snapinfo snapselect snapmerge pea-analyze; do
     expect_path "$work/tools.contents" "bin/$tool"
     expect_path "$work/tools.contents" "share/bash-completion/completions/$tool"
 done
-for page in man1/snaprun.1 man1/snapgen.1 man1/snapinfo.1 man1/pea-analyze.1 man5/presnap-snapshot.5 \
+for page in man1/snaprun.1 man1/snapgen.1 man1/snapinfo.1 man1/snapselect.1 man1/snapmerge.1 \
+    man1/pea-analyze.1 man5/presnap-snapshot.5 man5/presnap-library.5 man5/presnap-selection.5 \
     man7/presnap-guest.7; do
     expect_path "$work/tools.contents" "share/man/$page"
 done
