@@ -134,17 +134,13 @@ Result<WriteSummary> capture_to_file(runtime::Session& session, const std::strin
 // In memory, but in a sealed memfd rather than a heap buffer: raw runs can
 // then be mapped copy-on-write by any number of restores, like a file's,
 // and the seals keep it from ever shrinking under them.
-Result<SnapshotFile> to_memory(const SnapshotImage& image, const WriteOptions& options,
-                               WriteSummary* summary) {
-    auto bytes = serialize_snapshot(image, options, summary);
-    if (!bytes)
-        return std::unexpected(bytes.error());
+Result<SnapshotFile> memory_file(std::span<const uint8_t> bytes, const OpenOptions& options) {
     int fd = memfd_create("presnap-snapshot", MFD_CLOEXEC | MFD_ALLOW_SEALING);
     if (fd < 0)
         return make_errno_error(Errc::kIo, errno, "memfd_create");
     size_t done = 0;
-    while (done < bytes->size()) {
-        ssize_t n = ::write(fd, bytes->data() + done, bytes->size() - done);
+    while (done < bytes.size()) {
+        ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0) {
@@ -159,9 +155,17 @@ Result<SnapshotFile> to_memory(const SnapshotImage& image, const WriteOptions& o
         ::close(fd);
         return make_errno_error(Errc::kIo, e, "sealing a memfd");
     }
-    auto f = SnapshotFile::open(fmt::format("/proc/self/fd/{}", fd), OpenOptions{DataCheck::kNone});
+    auto f = SnapshotFile::open(fmt::format("/proc/self/fd/{}", fd), options);
     ::close(fd); // the SnapshotFile holds its own descriptor
     return f;
+}
+
+Result<SnapshotFile> to_memory(const SnapshotImage& image, const WriteOptions& options,
+                               WriteSummary* summary) {
+    auto bytes = serialize_snapshot(image, options, summary);
+    if (!bytes)
+        return std::unexpected(bytes.error());
+    return memory_file(*bytes, OpenOptions{DataCheck::kNone}); // written here, just now
 }
 
 Result<SnapshotFile> capture_to_memory(runtime::Session& session, const WriteOptions& options) {

@@ -95,6 +95,10 @@ Result<WriteSummary> capture_to_file(runtime::Session& session, const std::strin
 // capture() + serialize_snapshot() + adopt(): a snapshot in memory, no file.
 Result<SnapshotFile> capture_to_memory(runtime::Session& session, const WriteOptions& options = {});
 
+// Opens snapshot bytes from a sealed memfd (validated like a file), so that
+// restores map their raw runs copy-on-write instead of copying them.
+Result<SnapshotFile> memory_file(std::span<const uint8_t> bytes, const OpenOptions& options = {});
+
 // Writes `image` to memory and opens it (a snapshot one can restore): a
 // sealed memfd, so that restores map its raw runs as they would a file's.
 Result<SnapshotFile> to_memory(const SnapshotImage& image, const WriteOptions& options = {},
