@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Set up a fresh Debian 12 machine for presnap and build it, then run one job:
-#   scripts/bootstrap.sh demo   build snaprun and one example (not the test
-#                               suite), serve the example from a cold boot and
-#                               compare its responses with the native run
+#   scripts/bootstrap.sh demo   build the tools and one example (not the test
+#                               suite), then run the pipeline on it: a cold
+#                               boot, the library, the model, held-out requests
+#                               through select | merge | run and --serve
+#                               against the native run, and a first-request
+#                               table (scripts/demo.sh)
 #   scripts/bootstrap.sh test   build everything, then run the whole test
 #                               suite (ctest)
 # Installs only missing Debian packages (apt-get); needs root for that.
@@ -31,7 +34,8 @@ case "$job" in
   demo)
     # Only what the demo runs: the test suite and fuzzers build with `test`.
     cmake -S "$here" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-    cmake --build "$build" -j"$(nproc)" --target snaprun example_numtheory
+    cmake --build "$build" -j"$(nproc)" --target snaprun snapgen snapselect snapmerge pea-analyze \
+      presnap_restore_pool example_numtheory
     exec "$here/scripts/demo.sh" "$build" ;;
   test)
     cmake -S "$here" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPRESNAP_BUILD_TESTS=ON >/dev/null

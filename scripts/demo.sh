@@ -1,9 +1,17 @@
 #!/usr/bin/env bash
-# The main job on an example: serve examples/numtheory's requests from a cold
-# boot under KVM and compare the responses with the native run, byte for byte,
-# then print a short table: wall time of each run, responses, identical or not.
+# The main job on an example, end to end:
+#  1. serve examples/numtheory's requests from a cold boot under KVM and
+#     compare the responses with the native run, byte for byte;
+#  2. the whole pipeline (examples/pipeline/pipeline.sh): the map, the
+#     snapshot library, the selection model, then every held-out request
+#     through snapselect | snapmerge | snaprun and through snaprun --serve,
+#     each response compared with the native program's;
+#  3. a short first-request table (bench/run --quick): time to the response
+#     of native processes, a cold boot, the base snapshot and presnap's
+#     predicted composite, side by side in one run.
 #   scripts/demo.sh BUILD_DIR
-# Needs BUILD_DIR's snaprun and example_numtheory targets (nothing else).
+# Needs BUILD_DIR's snaprun, snapgen, snapselect, snapmerge, pea-analyze,
+# presnap_restore_pool and example_numtheory targets.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$here/build}
@@ -57,3 +65,23 @@ else
     diff "$work/native.out" "$work/vm.out" | head | sed 's/^/    /'
     exit 1
 fi
+
+echo
+echo "presnap pipeline on examples/numtheory (map, library, model; held-out requests):"
+if ! "$here/examples/pipeline/pipeline.sh" "$build" numtheory "$work/pipeline" 2>&1 |
+    sed 's/^pipeline: /  /'; then
+    echo "demo: error: the pipeline failed (see above)" >&2
+    exit 1
+fi
+
+echo
+echo "first request of each held-out request, side by side (bench/run --quick; ms to the response):"
+python3 "$here/bench/run" --quick "$build" "$work/report" 2>"$work/bench.err" || {
+    cat "$work/bench.err" >&2
+    echo "demo: error: bench/run --quick failed (see above)" >&2
+    exit 1
+}
+# The example's contender table and its ratios, from the report.
+awk '/^\| contender/{on=1} on&&/^$/{n++; on=0} on{print "  " $0} /^\| presnap\/base/{r=1} r&&/^\|/{print "  " $0} r&&/^$/{r=0}' \
+    "$work/report/report.md" | grep -v -- '|---' | head -16
+
