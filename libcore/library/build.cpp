@@ -1164,7 +1164,8 @@ Result<BuildReport> combine_into(std::span<const std::string> dirs, const fs::pa
         if (auto c = copy_synced(from, tmp / results[k].entry.file); !c)
             return std::unexpected(c.error());
         fs::path scoped = fs::path(from).replace_extension(".scoped");
-        if (auto c = copy_synced(scoped, (tmp / results[k].entry.file).replace_extension(".scoped"));
+        if (auto c =
+                copy_synced(scoped, (tmp / results[k].entry.file).replace_extension(".scoped"));
             !c)
             return std::unexpected(c.error());
         if (progress)
