@@ -425,15 +425,55 @@ Result<Selector> Selector::with_model(const library::Library& lib, const Model& 
 Result<Selector> Selector::open(const library::Library& lib) {
     const std::string path = lib.dir + "/" + kModelFile;
     std::error_code ec;
-    if (!std::filesystem::exists(path, ec))
-        return static_only(lib);
-    auto text = read_bounded_file(path, kMaxModelBytes);
-    if (!text)
-        return std::unexpected(text.error());
-    auto model = parse_model(*text, path, lib);
-    if (!model)
-        return std::unexpected(model.error());
-    return with_model(lib, *model);
+    Result<Selector> s;
+    if (!std::filesystem::exists(path, ec)) {
+        s = static_only(lib);
+    } else {
+        auto text = read_bounded_file(path, kMaxModelBytes);
+        if (!text)
+            return std::unexpected(text.error());
+        auto model = parse_model(*text, path, lib);
+        if (!model)
+            return std::unexpected(model.error());
+        s = with_model(lib, *model);
+    }
+    if (s)
+        s->load_cached_sets();
+    return s;
+}
+
+void Selector::load_cached_sets() {
+    cached_.clear();
+    if (!state_)
+        return;
+    const auto& entries = state_->lib.snapshots;
+    std::error_code ec;
+    std::filesystem::directory_iterator it(state_->lib.dir + "/composites", ec), end;
+    size_t seen = 0;
+    for (; !ec && it != end && seen < 4096; it.increment(ec), seen++) {
+        // "<32 hex digits of the base's hash>-s001-s003.snap" (docs/formats/composites.md);
+        // long sets are named by a hash of their ids and are not listed here.
+        std::string name = it->path().filename().string();
+        if (name.size() < 38 || name[32] != '-' || !name.ends_with(".snap"))
+            continue;
+        std::string_view ids(name);
+        ids = ids.substr(33, ids.size() - 33 - 5);
+        std::vector<size_t> set;
+        bool ok = true;
+        while (ok && !ids.empty()) {
+            size_t dash = ids.find('-');
+            std::string_view id = ids.substr(0, dash);
+            ids = dash == std::string_view::npos ? std::string_view() : ids.substr(dash + 1);
+            auto e = std::find_if(entries.begin(), entries.end(),
+                                  [&](const library::Entry& x) { return x.id == id; });
+            ok = e != entries.end();
+            if (ok)
+                set.push_back(size_t(e - entries.begin()));
+        }
+        std::sort(set.begin(), set.end());
+        if (ok && set.size() >= 2 && std::adjacent_find(set.begin(), set.end()) == set.end())
+            cached_.push_back(std::move(set));
+    }
 }
 
 bool Selector::trained() const {
@@ -571,6 +611,39 @@ Selection Selector::select(std::string_view request, const SelectOptions& option
         for (size_t j : greedy) {
             out.candidates[j].chosen = true;
             out.candidates[j].why = "chosen";
+        }
+    }
+    // Prefer a set whose composite is already made: the smallest cached
+    // superset of the choice within the budget (its extra snapshots add
+    // pages, never a wrong answer, and no composite has to be built).
+    std::vector<size_t> chosen;
+    for (size_t j = 0; j < entries.size(); j++)
+        if (out.candidates[j].chosen)
+            chosen.push_back(j);
+    auto is_cached = [&](const std::vector<size_t>& set) {
+        return std::find(cached_.begin(), cached_.end(), set) != cached_.end();
+    };
+    if (chosen.size() >= 2 && !is_cached(chosen)) {
+        const std::vector<size_t>* best = nullptr;
+        uint64_t best_bytes = 0;
+        for (const auto& c : cached_) {
+            if (!std::includes(c.begin(), c.end(), chosen.begin(), chosen.end()))
+                continue;
+            uint64_t bytes = 0;
+            for (size_t j : c)
+                bytes += entries[j].bytes;
+            if ((options.max_bytes && bytes > options.max_bytes) || (best && bytes >= best_bytes))
+                continue;
+            best = &c;
+            best_bytes = bytes;
+        }
+        if (best) {
+            for (size_t j : *best)
+                if (!out.candidates[j].chosen) {
+                    out.candidates[j].chosen = true;
+                    out.candidates[j].why = "in a cached composite with the chosen ones";
+                }
+            out.cached_superset = true;
         }
     }
     for (size_t j = 0; j < entries.size(); j++)

@@ -580,3 +580,31 @@ TEST_CASE("history records carry an optional user, round-trip, and refuse a long
     REQUIRE_FALSE(bad.has_value());
     CHECK(bad.error().describe().find("user too long") != std::string::npos);
 }
+
+TEST_CASE("a cached composite that holds the chosen set is preferred, within the budget") {
+    TempLib t;
+    auto o = no_warm_all();
+    auto s0 = select::Selector::open(t.lib);
+    REQUIRE(s0.has_value());
+    auto plain = s0->select("isprime factor", o);
+    REQUIRE(plain.snapshots == std::vector<std::string>{"s001", "s002"});
+    CHECK_FALSE(plain.cached_superset);
+    // snapmerge's cache: a superset, a set naming an unknown snapshot, junk.
+    fs::create_directories(t.path / "composites");
+    std::ofstream(t.path / "composites" / (std::string(32, 'a') + "-s001-s002-s003.snap"));
+    std::ofstream(t.path / "composites" / (std::string(32, 'a') + "-s001-s009.snap"));
+    std::ofstream(t.path / "composites" / "junk.snap");
+    auto s = select::Selector::open(t.lib);
+    REQUIRE(s.has_value());
+    REQUIRE(s->cached_sets().size() == 1);
+    auto wide = s->select("isprime factor", o);
+    CHECK(wide.snapshots == std::vector<std::string>{"s001", "s002", "s003"});
+    CHECK(wide.cached_superset);
+    CHECK(wide.candidates[2].why == "in a cached composite with the chosen ones");
+    // Over the budget the superset is not taken; one snapshot is never widened.
+    o.max_bytes = plain.bytes;
+    auto tight = s->select("isprime factor", o);
+    CHECK(tight.snapshots == plain.snapshots);
+    CHECK_FALSE(tight.cached_superset);
+    CHECK(s->select("isprime 7", no_warm_all()).snapshots == std::vector<std::string>{"s001"});
+}

@@ -70,8 +70,9 @@ struct Selection {
     // warm-all was or was not chosen.
     std::vector<Candidate> candidates;
     std::string warm_all_reason;
-    std::string user_model; // the user whose model answered ("" = everyone's)
-    double similarity = 0;  // history: the best neighbour's similarity (0..1)
+    std::string user_model;       // the user whose model answered ("" = everyone's)
+    double similarity = 0;        // history: the best neighbour's similarity (0..1)
+    bool cached_superset = false; // widened to a set whose composite is already made
 };
 
 // The request's features (docs/formats/model.md, "Features"): words, the
@@ -139,8 +140,16 @@ class Selector {
     bool trained() const;
     const library::Library& library() const;
 
+    // Sets of snapshots whose composite is already in DIR/composites/
+    // (merged or chained by snapmerge): when the chosen set is not one, a
+    // cached superset within the budget is taken instead (no composite to
+    // build). open() reads them; a server may call it again after snapmerge.
+    void load_cached_sets();
+    const std::vector<std::vector<size_t>>& cached_sets() const { return cached_; }
+
   private:
     std::shared_ptr<const State> state_;
+    std::vector<std::vector<size_t>> cached_; // indices into library().snapshots, sorted
 };
 
 // The selection formats (docs/formats/selection.md).
