@@ -4,6 +4,7 @@
 #include "../format/json.h"
 #include "presnap/analysis/hash.h"
 
+#include <algorithm>
 #include <set>
 
 namespace presnap::select {
@@ -165,6 +166,12 @@ parse_selection(std::string_view text, std::string_view name, const library::Lib
             if (!seen.insert(id).second)
                 return bad(name, line_no, fmt::format("snapshot {} given twice", id));
         }
+        // Writers list ids in manifest order; a reader with the library puts
+        // them in it (found by the selection fuzzer: the order was taken as given).
+        if (lib)
+            std::sort(ids.begin(), ids.end(), [&](const std::string& a, const std::string& b) {
+                return lib->find(a) < lib->find(b);
+            });
         out.push_back(std::move(ids));
     }
     if (!header)
