@@ -65,7 +65,8 @@ i=0
 while IFS= read -r r || [[ -n $r ]]; do
     i=$((i + 1))
     printf '%s\n' "$r" | "$t/snaprun/snaprun" -q --trace "$work/history/$i.jsonl" \
-        --map "$work/lib/map.pmap" "$work/lib/base.snap" >/dev/null 2>&1 || true
+        --map "$work/lib/map.pmap" "$work/lib/base.snap" >/dev/null ||
+        { say "error: tracing '$r' failed"; exit 1; }
 done <"$root/examples/$ex/requests.txt"
 "$t/snapselect/snapselect" -q --lib "$work/lib" --train "$work/history"/*.jsonl
 say "model: trained on $i requests"
@@ -76,9 +77,10 @@ while IFS= read -r r || [[ -n $r ]]; do
     n=$((n + 1))
     "$t/snapselect/snapselect" --lib "$work/lib" --request "$r" >"$work/selection"
     "$t/snapmerge/snapmerge" -q --lib "$work/lib" -o "$work/c.snap" <"$work/selection"
-    printf '%s\n' "$r" | "$t/snaprun/snaprun" "$work/lib/base.snap" "$work/c.snap" >"$work/vm.out" || true
-    printf '%s\n' "$r" | "$prog" >"$work/native.out" || true
-    if ! cmp -s "$work/native.out" "$work/vm.out"; then
+    vm_rc=0 native_rc=0
+    printf '%s\n' "$r" | "$t/snaprun/snaprun" "$work/lib/base.snap" "$work/c.snap" >"$work/vm.out" || vm_rc=$?
+    printf '%s\n' "$r" | "$prog" >"$work/native.out" || native_rc=$?
+    if [[ $vm_rc -ne $native_rc ]] || ! cmp -s "$work/native.out" "$work/vm.out"; then
         bad=$((bad + 1))
         say "DIFFERS: '$r' ($(sed 1d "$work/selection" | tr '\n' ' '))"
     fi
@@ -88,7 +90,8 @@ say "select | merge | run: $((n - bad)) of $n held-out requests answered like na
 # 5. The same requests through one serving process: a fresh predicted
 #    composite restored from a pool for every request.
 "$t/snaprun/snaprun" --serve "$work/lib" <"$root/examples/$ex/heldout.txt" >"$work/serve.out"
-"$prog" <"$root/examples/$ex/heldout.txt" >"$work/native-all.out" || true
+"$prog" <"$root/examples/$ex/heldout.txt" >"$work/native-all.out" ||
+    { say "error: the native program failed on heldout.txt"; exit 1; }
 if cmp -s "$work/native-all.out" "$work/serve.out"; then
     say "snaprun --serve: $n held-out requests answered like native"
 else
