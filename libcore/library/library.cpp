@@ -290,8 +290,11 @@ Result<Library> open_library(const std::string& dir_arg) {
             e.counted = true;
             for (const char* key : {"brk_growth", "mmap_growth"}) {
                 double d = f.number(key);
-                if (err.empty() && (std::fabs(d) > 9.0e15 || d != std::floor(d)))
-                    err = fmt::format("\"{}\" is not an integer", key);
+                if (!(std::fabs(d) <= 9.0e15) || d != std::floor(d)) {
+                    if (err.empty())
+                        err = fmt::format("\"{}\" is not an integer", key);
+                    continue; // not cast: out of int64_t's range is undefined
+                }
                 (key[0] == 'b' ? e.brk_growth : e.mmap_growth) = static_cast<int64_t>(d);
             }
             if (err.empty() &&
