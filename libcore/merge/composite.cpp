@@ -2,6 +2,7 @@
 
 #include "kernel_symbols.h"
 #include "presnap/guest_abi.h"
+#include "presnap/library/composites.h"
 #include "presnap/merge/page_merge.h"
 #include "presnap/output_file.h"
 #include "presnap/runtime/io.h"
@@ -353,23 +354,6 @@ Result<std::vector<std::string>> resolve_ids(const library::Library& lib,
     for (size_t k : seen)
         out.push_back(lib.snapshots[k].id);
     return out;
-}
-
-std::string composites_dir(const library::Library& lib) {
-    return lib.dir + "/composites";
-}
-
-std::string composite_name(const snapshot::Hash128& base, std::span<const std::string> ids) {
-    std::string joined;
-    for (const auto& id : ids)
-        joined += (joined.empty() ? "" : "-") + id;
-    if (joined.size() > 160) { // long sets: a hash of the ids (FNV-1a 64)
-        uint64_t h = 0xcbf29ce484222325ull;
-        for (unsigned char c : joined)
-            h = (h ^ c) * 0x100000001b3ull;
-        joined = fmt::format("{}-x{:016x}", ids.size(), h);
-    }
-    return base.hex() + "-" + joined + ".snap";
 }
 
 Result<library::Scoped> read_scoped(const library::Entry& entry) {
@@ -835,8 +819,8 @@ Result<Composite> make_composite(const library::Library& lib, std::span<const st
         return finish(Composite::How::kSingle);
     }
 
-    std::string dir = composites_dir(lib);
-    std::string path = dir + "/" + composite_name(b.content_hash(), c.ids);
+    std::string dir = library::composites_dir(lib);
+    std::string path = dir + "/" + library::composite_file_name(b.content_hash().hex(), c.ids);
     if (options.store) {
         std::error_code ec;
         fs::create_directories(dir, ec);

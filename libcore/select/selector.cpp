@@ -5,6 +5,7 @@
 #include "internal.h"
 #include "presnap/analysis/hash.h"
 #include "presnap/analysis/pmap.h"
+#include "presnap/library/composites.h"
 
 #include <algorithm>
 #include <cmath>
@@ -448,25 +449,20 @@ void Selector::load_cached_sets() {
         return;
     const auto& entries = state_->lib.snapshots;
     std::error_code ec;
-    std::filesystem::directory_iterator it(state_->lib.dir + "/composites", ec), end;
+    std::filesystem::directory_iterator it(library::composites_dir(state_->lib), ec), end;
     size_t seen = 0;
     for (; !ec && it != end && seen < 4096; it.increment(ec), seen++) {
-        // "<32 hex digits of the base's hash>-s001-s003.snap" (docs/formats/composites.md);
-        // long sets are named by a hash of their ids and are not listed here.
-        std::string name = it->path().filename().string();
-        if (name.size() < 38 || name[32] != '-' || !name.ends_with(".snap"))
+        // docs/formats/composites.md; long sets are named by a hash of their
+        // ids and are not listed here.
+        auto name = library::parse_composite_file_name(it->path().filename().string());
+        if (!name)
             continue;
-        std::string_view ids(name);
-        ids = ids.substr(33, ids.size() - 33 - 5);
         std::vector<size_t> set;
         bool ok = true;
-        while (ok && !ids.empty()) {
-            size_t dash = ids.find('-');
-            std::string_view id = ids.substr(0, dash);
-            ids = dash == std::string_view::npos ? std::string_view() : ids.substr(dash + 1);
+        for (const auto& id : name->ids) {
             auto e = std::find_if(entries.begin(), entries.end(),
                                   [&](const library::Entry& x) { return x.id == id; });
-            ok = e != entries.end();
+            ok = ok && e != entries.end();
             if (ok)
                 set.push_back(size_t(e - entries.begin()));
         }

@@ -92,11 +92,6 @@ const char* how_name(Composite::How how);
 Result<std::vector<std::string>> resolve_ids(const library::Library& lib,
                                              std::span<const std::string> ids);
 
-// The composites directory (DIR/composites) and the file name of a set's
-// composite: "<base content hash>-<ids joined by '-'>.snap".
-std::string composites_dir(const library::Library& lib);
-std::string composite_name(const snapshot::Hash128& base, std::span<const std::string> ids);
-
 Result<Composite> make_composite(const library::Library& lib, std::span<const std::string> ids,
                                  const CompositeOptions& options);
 
