@@ -25,6 +25,7 @@
 source "$(dirname "$0")/lib.sh"
 SNAPRUN=$1 SNAPGEN=$2 PEA=$3 CHECK=$4 CASE=$5 PROGRAM=$6 REQUESTS=$7
 shift 7
+SNAPINFO=${SNAPINFO:?the test sets SNAPINFO to snapinfo}
 require_kvm
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -39,6 +40,16 @@ gen() {
         -o "$out" "$PROGRAM")
 }
 
+# explain_difference A B: for a snapshot, which sections and bytes differ
+# (a nondeterministic build is otherwise hard to pin down).
+explain_difference() {
+    [[ $1 == *.snap ]] || return 0
+    "$SNAPINFO" --runs "$1" >"$work/info.a" 2>&1
+    "$SNAPINFO" --runs "$2" >"$work/info.b" 2>&1
+    diff "$work/info.a" "$work/info.b" >&2
+    cmp -l "$1" "$2" | head -40 >&2
+}
+
 # same_library A B: the same files, byte for byte, timings.jsonl aside
 # (host timings: documented as not byte-stable), and both valid.
 same_library() {
@@ -48,7 +59,7 @@ same_library() {
     local f n=0
     while IFS= read -r f; do
         [[ $f == timings.jsonl ]] && continue
-        cmp "$1/$f" "$2/$f" || fail "$1/$f and $2/$f differ"
+        cmp "$1/$f" "$2/$f" || { explain_difference "$1/$f" "$2/$f"; fail "$1/$f and $2/$f differ"; }
         n=$((n + 1))
     done <"$work/ls.a"
     [[ $n -ge 4 ]] || fail "only $n files compared"
