@@ -51,31 +51,6 @@ class OracleChooser final : public Chooser {
 
 } // namespace
 
-#ifndef PRESNAP_SERVE_PREDICTED
-namespace detail {
-Result<std::unique_ptr<Chooser>> make_predicted_chooser(const library::Library&) {
-    return make_error(Errc::kInvalidArgument,
-                      "the predicted policy needs snapselect and snapmerge, which this build "
-                      "of presnap does not have");
-}
-Result<std::vector<snapshot::SnapshotFile>> merged_chain(const library::Library&,
-                                                         std::span<const std::string> ids,
-                                                         const runtime::SessionOptions&) {
-    return make_error(Errc::kInvalidArgument,
-                      "a composite of {} snapshots needs snapmerge, which this build of presnap "
-                      "does not have",
-                      ids.size());
-}
-} // namespace detail
-bool predicted_available() {
-    return false;
-}
-#else
-bool predicted_available() {
-    return true;
-}
-#endif
-
 Result<std::unique_ptr<Chooser>> make_chooser(const library::Library& lib, std::string_view policy,
                                               std::string_view arg) {
     if (policy != "fixed" && !arg.empty())

@@ -22,9 +22,8 @@ struct Composite {
     double build_us = 0;
 };
 
-// predicted.cpp, present when the build has snapselect and snapmerge
-// (PRESNAP_SERVE_PREDICTED): the library's model as a Chooser, and a
-// composite of several library snapshots made by snapmerge.
+// predicted.cpp: the library's model (select/) as a Chooser, and a
+// composite of several library snapshots (merge/).
 Result<std::unique_ptr<Chooser>> make_predicted_chooser(const library::Library& lib);
 Result<std::vector<snapshot::SnapshotFile>> merged_chain(const library::Library& lib,
                                                          std::span<const std::string> ids,

@@ -54,11 +54,9 @@ class Chooser {
 //   oracle     the snapshot whose warm-up has the request's route (its first
 //              word), else the base: the benchmark's upper bound
 //   predicted  the library's model (snapselect) and composites (snapmerge)
-// `arg` is fixed's list. Errors: an unknown policy or id, or predicted in a
-// build without snapselect and snapmerge.
+// `arg` is fixed's list. Errors: an unknown policy or id.
 Result<std::unique_ptr<Chooser>> make_chooser(const library::Library& lib, std::string_view policy,
                                               std::string_view arg);
-bool predicted_available();
 
 // How the pool's VMs are restored.
 enum class Prefetch {
