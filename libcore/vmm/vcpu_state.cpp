@@ -15,6 +15,9 @@ constexpr uint64_t kRflagsAllowed = 0x1 | 0x2 | 0x4 | 0x10 | 0x40 | 0x80 | 0x100
                                     0x4000 | 0x10000 | 0x40000 | 0x200000;
 constexpr size_t kMxcsrOffset = 24; // in the legacy FXSAVE area
 constexpr size_t kXstateBvOffset = 512;
+// Components whose state fits the 4096-byte KVM_GET_XSAVE area: x87, SSE,
+// AVX, AVX-512 (opmask, ZMM_Hi256, Hi16_ZMM); the guest's XCR0 has no others.
+constexpr uint64_t kXsaveAreaComponents = 0xe7;
 
 template <typename T> T load(const std::vector<uint8_t>& bytes) {
     T v;
@@ -32,6 +35,29 @@ Status check_segment(const char* name, const kvm_segment& s, const kvm_segment& 
 }
 
 } // namespace
+
+// The XSAVE header's XSTATE_BV tells which state components are not in
+// their initial configuration, but a CPU may also leave a bit set for a
+// component that is (the init optimization is optional), and a host context
+// switch, which saves and reloads the vCPU's registers, changes what it does:
+// the same guest, run twice, saved x87 state with the bit set once and clear
+// once. KVM_GET_XSAVE writes every component's area either way (its initial
+// values when the bit is clear), so marking all of the guest's XCR0
+// components present loads the same registers and makes a deterministic
+// guest's snapshot repeat byte for byte.
+void canonical_xstate_bv(std::vector<uint8_t>& xsave, const std::vector<uint8_t>& xcrs) {
+    if (xsave.size() < kXstateBvOffset + 8 || xcrs.size() != sizeof(kvm_xcrs))
+        return;
+    auto x = load<kvm_xcrs>(xcrs);
+    for (uint32_t i = 0; i < x.nr_xcrs && i < KVM_MAX_XCRS; i++) {
+        if (x.xcrs[i].xcr != 0)
+            continue;
+        uint64_t bv;
+        std::memcpy(&bv, xsave.data() + kXstateBvOffset, 8);
+        bv |= x.xcrs[i].value & kXsaveAreaComponents;
+        std::memcpy(xsave.data() + kXstateBvOffset, &bv, 8);
+    }
+}
 
 const std::vector<uint32_t>& saved_msrs() {
     static const std::vector<uint32_t> msrs = {0xc0000081, 0xc0000082, 0xc0000083, 0xc0000084,
@@ -55,6 +81,7 @@ Result<snapshot::VcpuState> save_vcpu(const Vcpu& vc) {
         auto* p = reinterpret_cast<const uint8_t*>(&v);
         return std::vector<uint8_t>(p, p + sizeof v);
     };
+    canonical_xstate_bv(*xsave, *xcrs);
     snapshot::VcpuState st;
     st.regs = bytes_of(*regs);
     st.sregs = bytes_of(*sregs);

@@ -17,7 +17,14 @@ namespace presnap::vmm {
 // The MSRs a snapshot carries (FS/GS bases and EFER travel in sregs).
 const std::vector<uint32_t>& saved_msrs();
 
+// Registers, system registers, XSAVE area (in canonical form, below), XCRs
+// and saved_msrs().
 Result<snapshot::VcpuState> save_vcpu(const Vcpu& vcpu);
+
+// Sets XSTATE_BV in a KVM_GET_XSAVE area (`xsave`) for every component of the
+// XCR0 in `xcrs` (KVM_GET_XCRS) that the area holds, so that the same guest
+// state saves the same bytes whatever the CPU's init optimization did.
+void canonical_xstate_bv(std::vector<uint8_t>& xsave, const std::vector<uint8_t>& xcrs);
 
 // What a restored vCPU state is checked against.
 struct VcpuExpectations {
