@@ -3,7 +3,8 @@
 #
 #   pea-analyze      the program's bitcode + binary   -> WORK/app.pmap
 #   snapgen          + examples/NAME/requests.txt     -> WORK/lib/ (base + route snapshots)
-#   snaprun --trace  each sample request from the base -> WORK/history/*.jsonl
+#   snaprun --serve --policy base --trace  each sample request from the base
+#                                                      -> WORK/history.jsonl
 #   snapselect --train                                 -> WORK/lib/model.jsonl
 #
 # then, for every request of examples/NAME/heldout.txt (requests the library
@@ -58,18 +59,13 @@ say "map: $(sed -n 's/^# segments: //p' "$work/app.pmap") segments"
     -o "$work/lib" "$prog"
 say "library: $(ls "$work/lib"/s*.snap | wc -l) route snapshots over base.snap"
 
-# 3. The model: each sample request traced alone from the base (what it runs
-#    from a fresh state), then trained.
-mkdir -p "$work/history"
-i=0
-while IFS= read -r r || [[ -n $r ]]; do
-    i=$((i + 1))
-    printf '%s\n' "$r" | "$t/snaprun/snaprun" -q --trace "$work/history/$i.jsonl" \
-        --map "$work/lib/map.pmap" "$work/lib/base.snap" >/dev/null ||
-        { say "error: tracing '$r' failed"; exit 1; }
-done <"$root/examples/$ex/requests.txt"
-"$t/snapselect/snapselect" -q --lib "$work/lib" --train "$work/history"/*.jsonl
-say "model: trained on $i requests"
+# 3. The model: each sample request served from a fresh restore of the base
+#    (what it runs from a fresh state) and traced, then trained.
+"$t/snaprun/snaprun" -q --serve "$work/lib" --policy base --trace "$work/history.jsonl" \
+    <"$root/examples/$ex/requests.txt" >/dev/null ||
+    { say "error: tracing the sample requests failed"; exit 1; }
+"$t/snapselect/snapselect" -q --lib "$work/lib" --train "$work/history.jsonl"
+say "model: trained on $(grep -c '"type":"request"' "$work/history.jsonl") requests"
 
 # 4. Per request: select, merge, restore; the native run is the oracle.
 n=0 bad=0
