@@ -63,6 +63,7 @@ TEST_CASE("exact_integer decides on the text: no double rounding, no cast out of
     // A double rounds these to 2^53 or to an integer; the text says otherwise.
     CHECK_FALSE(jsonl::exact_integer("9007199254740993"));
     CHECK_FALSE(jsonl::exact_integer("9007199254740992.5"));
+    CHECK_FALSE(jsonl::exact_integer("8999999999999999.5"));
     CHECK_FALSE(jsonl::exact_integer("4503599627370495.5"));
     CHECK_FALSE(jsonl::exact_integer("1.00000000000000000001"));
     CHECK_FALSE(jsonl::exact_integer("1.5"));
