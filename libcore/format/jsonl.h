@@ -57,7 +57,8 @@ enum class Need { kRequired, kOptional };
 //     e.pages = f.count("pages");
 //     e.weight = f.number("weight");
 //     if (!f.ok()) return lines.fail(f.error());
-// An absent optional key leaves the default and is no problem.
+// An absent optional key gives the zero value (0, "", false, nullptr) and
+// is no problem.
 class Fields {
   public:
     explicit Fields(const json::Value& object) : obj_(object) {}
