@@ -32,6 +32,7 @@ std::string_view type_name(Value::Type t) {
 namespace {
 
 constexpr size_t kMaxDepth = 64;
+constexpr size_t kMaxMessage = 160; // bytes of the parser's own message kept
 
 // UTF-8 (what the parser returns) back to bytes, one per code point
 // U+0000..U+00FF; false for a code point above U+00FF.
@@ -56,7 +57,7 @@ bool code_points_to_bytes(const std::string& utf8, std::string& out) {
 // Builds a Value; the first problem stops the parse with its message.
 class Builder final : public nlohmann::json_sax<nlohmann::json> {
   public:
-    explicit Builder(Value& root) : root_(root) {}
+    Builder(Value& root, ParseOptions options) : root_(root), options_(options) {}
 
     bool null() override { return put(Value{}); }
     bool boolean(bool b) override {
@@ -84,6 +85,9 @@ class Builder final : public nlohmann::json_sax<nlohmann::json> {
     bool key(string_t& k) override {
         if (!code_points_to_bytes(k, key_))
             return stop("key escape above \\u00ff (strings carry bytes)");
+        if (options_.unique_keys && stack_.back()->object.contains(key_))
+            return stop(fmt::format("key {}{} twice in one object", quote(key_.substr(0, 40)),
+                                    key_.size() > 40 ? "..." : ""));
         return true;
     }
     bool end_object() override { return close(); }
@@ -95,10 +99,17 @@ class Builder final : public nlohmann::json_sax<nlohmann::json> {
         column_ = position == 0 ? 1 : position;
         msg_ = ex.what();
         // "[json.exception.parse_error.101] parse error at line 1, column 19: what"
-        if (auto at = msg_.find(": "); at != std::string::npos)
+        // or "[json.exception.out_of_range.406] number overflow parsing '1e400'"
+        if (auto at = msg_.find("] "); msg_.starts_with("[json.exception.") && at != msg_.npos)
+            msg_ = msg_.substr(at + 2);
+        if (auto at = msg_.find(": "); msg_.starts_with("parse error") && at != std::string::npos)
             msg_ = msg_.substr(at + 2);
         if (auto at = msg_.find(": "); msg_.starts_with("syntax error") && at != std::string::npos)
             msg_ = msg_.substr(at + 2);
+        // It quotes what it read ("number overflow parsing '1000...'"),
+        // which may be the whole line.
+        if (msg_.size() > kMaxMessage)
+            msg_ = msg_.substr(0, kMaxMessage) + "...";
         return false;
     }
 
@@ -153,6 +164,7 @@ class Builder final : public nlohmann::json_sax<nlohmann::json> {
     }
 
     Value& root_;
+    ParseOptions options_;
     std::vector<Value*> stack_; // open arrays and objects; a child never moves its parent
     std::string key_;
     size_t column_ = 0;
@@ -161,9 +173,9 @@ class Builder final : public nlohmann::json_sax<nlohmann::json> {
 
 } // namespace
 
-bool parse(std::string_view text, Value& out, std::string& err) {
+bool parse(std::string_view text, Value& out, std::string& err, ParseOptions options) {
     out = Value{};
-    Builder b(out);
+    Builder b(out, options);
     if (nlohmann::json::sax_parse(text.begin(), text.end(), &b))
         return true;
     err = b.error();

@@ -28,9 +28,14 @@ struct Value {
 
 std::string_view type_name(Value::Type t);
 
+struct ParseOptions {
+    // Refuse an object with a key twice (by default the last one is kept).
+    bool unique_keys = false;
+};
+
 // Parses one JSON document; on failure returns false and sets `err` to a
 // lowercase message naming the column.
-bool parse(std::string_view text, Value& out, std::string& err);
+bool parse(std::string_view text, Value& out, std::string& err, ParseOptions options = {});
 
 // Writes `bytes` as a JSON string literal; bytes >= 0x80 and control bytes
 // become \u00XX (each byte is one code point, see history.md).

@@ -2,6 +2,7 @@
 #include "presnap/library/scoped.h"
 
 #include "../format/json.h"
+#include "../format/jsonl.h"
 #include "presnap/analysis/hash.h"
 #include "presnap/analysis/history.h"
 #include "presnap/analysis/pmap.h"
@@ -377,184 +378,134 @@ Result<Shard> read_shard(const std::string& dir_arg) {
         return make_error(Errc::kFormat,
                           "{}: not a library shard (no shard.jsonl; snapgen --shard I/N makes one)",
                           dir_arg);
-    auto size = fs::file_size(path, ec);
-    if (ec || size > kMaxShardBytes)
-        return make_error(Errc::kFormat, "{}: unreadable or larger than {} MiB", path.string(),
-                          kMaxShardBytes >> 20);
-    std::string text(size, '\0');
-    FILE* f = std::fopen(path.c_str(), "rb");
-    if (!f)
-        return make_errno_error(Errc::kIo, errno, "cannot open " + path.string());
-    size_t got = std::fread(text.data(), 1, text.size(), f);
-    std::fclose(f);
-    text.resize(got);
-    size_t pos = 0, line_no = 0;
+    auto text = jsonl::read_file(path.string(), kMaxShardBytes);
+    if (!text)
+        return std::unexpected(text.error());
+    jsonl::Lines lines(*text, path.string());
     bool header = false;
-    while (pos < text.size()) {
-        size_t end = text.find('\n', pos);
-        if (end == std::string::npos)
-            return make_error(Errc::kFormat, "{}:{}: the last line has no newline (a cut file?)",
-                              path.string(), line_no + 1);
-        std::string_view line(text.data() + pos, end - pos);
-        pos = end + 1;
-        ++line_no;
-        auto fail = [&](const std::string& what) {
-            return make_error(Errc::kFormat, "{}:{}: {}", path.string(), line_no, what);
-        };
-        json::Value v;
-        std::string err;
-        if (!json::parse(line, v, err))
-            return fail(err);
-        if (v.type != json::Value::Type::kObject)
-            return fail("not a JSON object");
-        auto str = [&](const json::Value& o, const char* key) -> std::string {
-            const json::Value* x = o.find(key);
-            if (!x || x->type != json::Value::Type::kString) {
-                if (err.empty())
-                    err = fmt::format("missing string \"{}\"", key);
-                return {};
-            }
-            return x->string;
-        };
-        auto num = [&](const json::Value& o, const char* key) -> double {
-            const json::Value* x = o.find(key);
-            if (!x || x->type != json::Value::Type::kNumber || !std::isfinite(x->number)) {
-                if (err.empty())
-                    err = fmt::format("missing number \"{}\"", key);
-                return 0;
-            }
-            return x->number;
-        };
-        auto count = [&](const json::Value& o, const char* key) -> uint64_t {
-            double d = num(o, key);
-            if ((d < 0 || d > 9.0e15 || d != std::floor(d)) && err.empty())
-                err = fmt::format("\"{}\" is not a count", key);
-            return err.empty() ? static_cast<uint64_t>(d) : 0;
-        };
-        auto hash = [&](const json::Value& o, const char* key) -> uint64_t {
-            auto h = analysis::parse_hex64(str(o, key));
-            if (!h && err.empty())
-                err = fmt::format("\"{}\" is not 16 hex digits", key);
-            return h.value_or(0);
-        };
+    json::Value v;
+    for (;;) {
+        auto more = lines.next(v);
+        if (!more)
+            return std::unexpected(more.error());
+        if (!*more)
+            break;
+        jsonl::Fields f(v);
         if (!header) {
-            if (str(v, "format") != kShardFormat || num(v, "version") != 1)
-                return fail(fmt::format("not a version 1 {} header", kShardFormat));
+            if (f.string("format") != kShardFormat || f.number("version") != 1)
+                return lines.fail(fmt::format("not a version 1 {} header", kShardFormat));
             ShardHead& h = sh.head;
-            h.shard = static_cast<unsigned>(count(v, "shard"));
-            h.shards = static_cast<unsigned>(count(v, "shards"));
-            h.head.program = str(v, "program");
+            h.shard = static_cast<unsigned>(f.count("shard", jsonl::Need::kRequired, kMaxShards));
+            h.shards = static_cast<unsigned>(f.count("shards", jsonl::Need::kRequired, kMaxShards));
+            h.head.program = f.string("program");
             h.head.deterministic = true;
-            h.base_hash = str(v, "base_hash");
-            h.map_hash = hash(v, "map_hash");
-            h.plan_hash = hash(v, "plan_hash");
-            h.routes = count(v, "routes");
-            h.to_make = count(v, "to_make");
-            h.max_bytes = count(v, "max_bytes");
-            h.head.base_bytes = count(v, "base_bytes");
-            h.head.requests = count(v, "requests");
-            h.head.failed = count(v, "failed");
-            if (err.empty() &&
-                (h.shards == 0 || h.shards > kMaxShards || h.shard == 0 || h.shard > h.shards))
-                err = fmt::format("shard {}/{} is out of range", h.shard, h.shards);
-            if (err.empty() && (h.to_make > h.routes || h.routes > kMaxLibrarySnapshots))
-                err = fmt::format("{} routes to make of {} is out of range", h.to_make, h.routes);
-            if (!err.empty())
-                return fail(err);
+            h.base_hash = f.string("base_hash");
+            h.map_hash = f.hex64("map_hash");
+            h.plan_hash = f.hex64("plan_hash");
+            h.routes = f.count("routes");
+            h.to_make = f.count("to_make");
+            h.max_bytes = f.count("max_bytes");
+            h.head.base_bytes = f.count("base_bytes");
+            h.head.requests = f.count("requests");
+            h.head.failed = f.count("failed");
+            if (f.ok() && (h.shards == 0 || h.shard == 0 || h.shard > h.shards))
+                f.fail(fmt::format("shard {}/{} is out of range", h.shard, h.shards));
+            if (f.ok() && (h.to_make > h.routes || h.routes > kMaxLibrarySnapshots))
+                f.fail(fmt::format("{} routes to make of {} is out of range", h.to_make, h.routes));
+            if (!f.ok())
+                return lines.fail(f.error());
             header = true;
             continue;
         }
-        if (str(v, "type") != "route")
-            return fail(err.empty() ? "unknown record type" : err);
-        uint64_t rank = count(v, "rank");
+        if (f.string("type") != "route")
+            return lines.fail(f.ok() ? "unknown record type" : f.error());
+        uint64_t rank = f.count("rank");
         RouteResult r;
         r.tried = true;
-        r.names = str(v, "names");
-        r.problem = str(v, "problem");
-        if (!err.empty())
-            return fail(err);
+        r.names = f.string("names");
+        r.problem = f.string("problem");
+        if (!f.ok())
+            return lines.fail(f.error());
         if (rank >= sh.head.to_make || rank % sh.head.shards != sh.head.shard - 1)
-            return fail(fmt::format("route rank {} does not belong to shard {}/{} (of {} routes)",
-                                    rank, sh.head.shard, sh.head.shards, sh.head.to_make));
+            return lines.fail(
+                fmt::format("route rank {} does not belong to shard {}/{} (of {} routes)", rank,
+                            sh.head.shard, sh.head.shards, sh.head.to_make));
         if (sh.routes.count(rank))
-            return fail(fmt::format("route rank {} is listed twice", rank));
+            return lines.fail(fmt::format("route rank {} is listed twice", rank));
         if (r.problem.empty()) {
-            const json::Value* e = v.find("entry");
-            if (!e || e->type != json::Value::Type::kObject)
-                return fail("a made route without \"entry\"");
+            const json::Value* e = f.object("entry");
+            if (!e)
+                return lines.fail("a made route without an \"entry\" object");
+            jsonl::Fields g(*e);
             SnapshotEntry& x = r.entry;
-            x.file = str(*e, "file");
-            if (err.empty() && x.file != fmt::format("route-{}.snap", rank))
-                err = fmt::format("\"file\" must be route-{}.snap", rank);
-            const json::Value* segs = e->find("segments");
-            const json::Value* names = e->find("names");
-            if (!segs || !names || segs->type != json::Value::Type::kArray ||
-                names->type != json::Value::Type::kArray ||
-                segs->array.size() != names->array.size() || segs->array.size() > 1u << 16)
-                return fail("\"segments\" and \"names\" must be arrays of one length");
+            x.file = g.string("file");
+            if (g.ok() && x.file != fmt::format("route-{}.snap", rank))
+                g.fail(fmt::format("\"file\" must be route-{}.snap", rank));
+            const json::Value* segs = g.array("segments");
+            const json::Value* names = g.array("names");
+            if (!segs || !names || segs->array.size() != names->array.size() ||
+                segs->array.size() > 1u << 16)
+                return lines.fail("\"segments\" and \"names\" must be arrays of one length");
             for (size_t i = 0; i < segs->array.size(); i++) {
-                const auto& a = segs->array[i];
                 const auto& b = names->array[i];
-                auto id = a.type == json::Value::Type::kString ? analysis::parse_hex64(a.string)
-                                                               : std::nullopt;
+                auto id = jsonl::as_hex64(segs->array[i]);
                 if (!id || b.type != json::Value::Type::kString)
-                    return fail("\"segments\" must hold 16-hex-digit ids, \"names\" strings");
+                    return lines.fail("\"segments\" must hold 16-hex-digit ids, \"names\" strings");
                 x.segment_ids.push_back(*id);
                 x.names.push_back(b.string);
             }
-            x.weight = num(*e, "weight");
-            x.base_us = num(*e, "base_us");
-            x.snapshot_us = num(*e, "snapshot_us");
-            x.pages = count(*e, "pages");
-            x.bytes = count(*e, "bytes");
-            x.requests_in_route = count(*e, "route_requests");
-            x.warmup = str(*e, "warmup");
-            x.held_out = str(*e, "held_out");
-            x.pages_dirtied = count(*e, "pages_dirtied");
-            x.pages_touched = count(*e, "pages_touched");
-            x.warmup_us = num(*e, "warmup_us");
-            x.warmup_exits = count(*e, "warmup_exits");
-            x.segments_saved = count(*e, "segments_saved");
-            x.warmup_response = str(*e, "warmup_response");
-            if (const json::Value* sys = e->find("syscalls")) {
-                auto integer = [&](const char* key) -> int64_t {
-                    double d = num(*e, key);
-                    if ((std::fabs(d) > 9.0e15 || d != std::floor(d)) && err.empty())
-                        err = fmt::format("\"{}\" is not an integer", key);
-                    return err.empty() ? static_cast<int64_t>(d) : 0;
-                };
+            x.weight = g.number("weight");
+            x.base_us = g.number("base_us");
+            x.snapshot_us = g.number("snapshot_us");
+            x.pages = g.count("pages");
+            x.bytes = g.count("bytes");
+            x.requests_in_route = g.count("route_requests");
+            x.warmup = g.string("warmup");
+            x.held_out = g.string("held_out");
+            x.pages_dirtied = g.count("pages_dirtied");
+            x.pages_touched = g.count("pages_touched");
+            x.warmup_us = g.number("warmup_us");
+            x.warmup_exits = g.count("warmup_exits");
+            x.segments_saved = g.count("segments_saved");
+            x.warmup_response = g.string("warmup_response");
+            if (g.has("syscalls")) {
                 x.counted = true;
-                x.brk_growth = integer("brk_growth");
-                x.mmap_growth = integer("mmap_growth");
-                if (sys->type != json::Value::Type::kObject ||
-                    sys->object.size() > PSN_STATS_SYSCALLS)
-                    return fail("\"syscalls\" must be an object of at most 512 counts");
+                x.brk_growth = g.integer("brk_growth");
+                x.mmap_growth = g.integer("mmap_growth");
+                const json::Value* sys = g.object("syscalls");
+                if (!g.ok())
+                    return lines.fail(g.error());
+                if (sys->object.size() > PSN_STATS_SYSCALLS)
+                    return lines.fail(fmt::format(
+                        "\"syscalls\" must be an object of at most {} counts", PSN_STATS_SYSCALLS));
                 // In number order, as written: the object's own order is
                 // lost by the parser, so the names are sorted back by number.
                 std::vector<std::tuple<uint32_t, std::string, uint64_t>> by_nr;
                 for (const auto& [name, count_v] : sys->object) {
-                    if (count_v.type != json::Value::Type::kNumber || count_v.number < 1 ||
-                        count_v.number > 9.0e15 || count_v.number != std::floor(count_v.number))
-                        return fail(fmt::format("syscall count of {} is not a positive count",
-                                                json::quote(name)));
+                    auto n = jsonl::as_count(count_v);
+                    if (!n || *n < 1)
+                        return lines.fail(
+                            fmt::format("syscall count of {} is not a positive count (found {})",
+                                        jsonl::shown(name), jsonl::shown(count_v)));
                     auto nr = syscall_number(name);
                     if (!nr)
-                        return fail(fmt::format("{} is not a syscall name", json::quote(name)));
-                    by_nr.emplace_back(*nr, name, static_cast<uint64_t>(count_v.number));
+                        return lines.fail(
+                            fmt::format("{} is not a syscall name", jsonl::shown(name)));
+                    by_nr.emplace_back(*nr, name, *n);
                 }
                 std::sort(by_nr.begin(), by_nr.end());
                 for (auto& [nr, name, n] : by_nr)
                     x.syscalls.emplace_back(std::move(name), n);
             }
-            if (err.empty() && (x.weight < 0 || x.weight > 1))
-                err = "\"weight\" is not a probability";
-            if (!err.empty())
-                return fail(err);
+            if (g.ok() && (x.weight < 0 || x.weight > 1))
+                g.fail("\"weight\" is not a probability");
+            if (!g.ok())
+                return lines.fail(g.error());
         }
         sh.routes.emplace(rank, std::move(r));
     }
     if (!header)
-        return make_error(Errc::kFormat, "{}: empty", path.string());
+        return lines.fail_file("empty");
     return sh;
 }
 

@@ -4,6 +4,17 @@
 
 namespace presnap::merge {
 
+namespace {
+
+// The string under `key`, "" when absent or not a string: nlohmann's
+// value(key, "") throws (and snapmerge aborted) when it is another type.
+std::string string_at(const nlohmann::json& o, const char* key) {
+    auto it = o.find(key);
+    return it != o.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
+} // namespace
+
 Result<std::vector<std::vector<std::string>>> parse_selections(std::string_view text) {
     std::vector<std::vector<std::string>> out;
     bool json = false, header = false;
@@ -24,7 +35,7 @@ Result<std::vector<std::vector<std::string>>> parse_selections(std::string_view 
             json = line[0] == '{';
             if (json) {
                 auto h = nlohmann::json::parse(line, nullptr, false);
-                if (h.is_object() && h.value("format", "") == "presnap-selection" &&
+                if (h.is_object() && string_at(h, "format") == "presnap-selection" &&
                     h.contains("version") && h["version"] == 1)
                     continue;
             }
@@ -38,7 +49,7 @@ Result<std::vector<std::vector<std::string>>> parse_selections(std::string_view 
             auto v = nlohmann::json::parse(line, nullptr, false);
             if (!v.is_object())
                 return make_error(Errc::kFormat, "line {}: not a JSON object", line_no);
-            if (v.value("type", "") != "selection")
+            if (string_at(v, "type") != "selection")
                 continue; // other record types are for other readers
             if (!v.contains("snapshots") || !v["snapshots"].is_array())
                 return make_error(Errc::kFormat, "line {}: a selection without \"snapshots\"",

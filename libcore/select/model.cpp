@@ -2,14 +2,13 @@
 #include "presnap/select/select.h"
 
 #include "../format/json.h"
+#include "../format/jsonl.h"
 #include "internal.h"
 #include "presnap/analysis/hash.h"
 #include "presnap/analysis/pmap.h"
 
 #include <algorithm>
 #include <cerrno>
-#include <cmath>
-#include <cstdio>
 #include <fcntl.h>
 #include <map>
 #include <set>
@@ -19,38 +18,8 @@ namespace presnap::select {
 
 namespace json = analysis::json;
 using analysis::hex64;
-using analysis::parse_hex64;
 
 namespace {
-
-Result<std::string> read_file(const std::string& path, uint64_t limit) {
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return make_errno_error(Errc::kIo, errno, "cannot open " + path);
-    std::string out;
-    char buf[1 << 16];
-    for (;;) {
-        ssize_t n = ::read(fd, buf, sizeof buf);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            int err = errno;
-            ::close(fd);
-            return make_errno_error(Errc::kIo, err, "cannot read " + path);
-        }
-        if (n == 0)
-            break;
-        out.append(buf, size_t(n));
-        if (out.size() > limit) {
-            ::close(fd);
-            return std::unexpected(
-                Error{Errc::kFormat,
-                      fmt::format("file too large (expected at most {} bytes)", limit), path});
-        }
-    }
-    ::close(fd);
-    return out;
-}
 
 // The library's warmable segments (the union of its snapshots' segments).
 std::set<uint64_t> library_segments(const library::Library& lib) {
@@ -63,11 +32,11 @@ std::set<uint64_t> library_segments(const library::Library& lib) {
 } // namespace
 
 Result<std::string> read_bounded_file(const std::string& path, uint64_t limit) {
-    return read_file(path, limit);
+    return jsonl::read_file(path, limit);
 }
 
 Result<uint64_t> manifest_hash(const library::Library& lib) {
-    auto text = read_file(lib.dir + "/manifest.jsonl", library::kMaxManifestBytes);
+    auto text = jsonl::read_file(lib.dir + "/manifest.jsonl", library::kMaxManifestBytes);
     if (!text)
         return std::unexpected(text.error());
     return analysis::fnv1a64(*text);
@@ -84,7 +53,7 @@ Result<Model> train(const library::Library& lib, std::span<const analysis::Histo
     // only those count as rebuilt when they run twice in one run.
     std::set<uint64_t> lazy;
     if (!lib.map_path.empty()) {
-        auto text = read_file(lib.map_path, kMaxModelBytes);
+        auto text = jsonl::read_file(lib.map_path, kMaxModelBytes);
         if (!text)
             return std::unexpected(text.error());
         auto map = analysis::parse_pmap_text(*text, lib.map_path);
@@ -172,22 +141,6 @@ std::string format_model(const Model& m) {
     return out;
 }
 
-namespace {
-
-std::unexpected<Error> bad(std::string_view name, size_t line, std::string msg) {
-    return std::unexpected(Error{Errc::kFormat, std::move(msg), fmt::format("{}:{}", name, line)});
-}
-
-// A non-negative integer that fits, else nullopt.
-std::optional<uint64_t> count_of(const json::Value& v, uint64_t max) {
-    if (v.type != json::Value::Type::kNumber || !(v.number >= 0) || v.number > double(max) ||
-        v.number != std::floor(v.number))
-        return std::nullopt;
-    return uint64_t(v.number);
-}
-
-} // namespace
-
 Result<Model> parse_model(std::string_view text, std::string_view name,
                           const library::Library& lib) {
     if (text.size() > kMaxModelBytes)
@@ -200,132 +153,99 @@ Result<Model> parse_model(std::string_view text, std::string_view name,
     const std::set<uint64_t> segs = library_segments(lib);
     std::set<uint64_t> seen_segments;
     bool header = false;
-    size_t line_no = 0;
-    size_t pos = 0;
-    while (pos < text.size()) {
-        size_t nl = text.find('\n', pos);
-        std::string_view line =
-            text.substr(pos, nl == std::string_view::npos ? text.size() - pos : nl - pos);
-        pos = nl == std::string_view::npos ? text.size() : nl + 1;
-        line_no++;
-        if (line.find_first_not_of(" \t\r") == std::string_view::npos)
-            continue;
-        json::Value v;
-        std::string err;
-        if (!json::parse(line, v, err))
-            return bad(name, line_no, "not JSON: " + err);
-        if (v.type != json::Value::Type::kObject)
-            return bad(name, line_no,
-                       fmt::format("expected an object, found {}", json::type_name(v.type)));
+    jsonl::Lines lines(text, std::string(name), {.skip_blank = true});
+    json::Value v;
+    for (;;) {
+        auto more = lines.next(v);
+        if (!more)
+            return std::unexpected(more.error());
+        if (!*more)
+            break;
+        jsonl::Fields f(v);
         if (!header) {
-            const auto* f = v.find("format");
-            if (!f || f->type != json::Value::Type::kString || f->string != "presnap-model")
-                return bad(name, line_no,
-                           "not a presnap model (expected a header with "
-                           "\"format\":\"presnap-model\")");
-            const auto* ver = v.find("version");
-            if (!ver || ver->type != json::Value::Type::kNumber || ver->number != kModelVersion)
-                return bad(name, line_no,
-                           fmt::format("unsupported model version (expected {}, found {})",
-                                       kModelVersion, ver ? ver->string : "none"));
-            const auto* mh = v.find("manifest");
-            auto h = mh && mh->type == json::Value::Type::kString ? parse_hex64(mh->string)
-                                                                  : std::nullopt;
-            if (!h)
-                return bad(name, line_no, "missing or bad 'manifest' (expected 16 hex digits)");
+            if (f.string("format", jsonl::Need::kOptional) != "presnap-model")
+                return lines.fail("not a presnap model (expected a header with "
+                                  "\"format\":\"presnap-model\")");
+            const json::Value* ver = v.find("version");
+            if (!ver || jsonl::as_count(*ver) != uint64_t{kModelVersion})
+                return lines.fail(fmt::format("unsupported model version (expected {}, found {})",
+                                              kModelVersion, ver ? jsonl::shown(*ver) : "none"));
+            uint64_t h = f.hex64("manifest");
+            m.requests = f.count("requests", jsonl::Need::kOptional);
+            m.runs = f.count("runs", jsonl::Need::kOptional);
+            if (!f.ok())
+                return lines.fail(f.error());
             auto want = manifest_hash(lib);
             if (!want)
                 return std::unexpected(want.error());
-            if (*h != *want)
-                return bad(name, line_no,
-                           fmt::format("the model was trained for another library (expected "
-                                       "manifest {}, found {}); retrain with snapselect --train",
-                                       hex64(*want), hex64(*h)));
-            m.manifest_hash = *h;
-            for (auto [key, dst] : {std::pair{"requests", &m.requests}, {"runs", &m.runs}})
-                if (const auto* n = v.find(key)) {
-                    auto c = count_of(*n, UINT64_MAX >> 12);
-                    if (!c)
-                        return bad(name, line_no, fmt::format("bad '{}'", key));
-                    *dst = *c;
-                }
+            if (h != *want)
+                return lines.fail(
+                    fmt::format("the model was trained for another library (expected "
+                                "manifest {}, found {}); retrain with snapselect --train",
+                                hex64(*want), hex64(h)));
+            m.manifest_hash = h;
             header = true;
             continue;
         }
-        const auto* type = v.find("type");
-        if (!type || type->type != json::Value::Type::kString)
-            return bad(name, line_no, "missing 'type'");
-        if (type->string == "segment") {
-            const auto* id = v.find("id");
-            auto sid = id && id->type == json::Value::Type::kString ? parse_hex64(id->string)
-                                                                    : std::nullopt;
-            if (!sid)
-                return bad(name, line_no, "bad segment 'id' (expected 16 hex digits)");
-            if (!segs.contains(*sid))
-                return bad(name, line_no,
-                           fmt::format("segment {} is not in the library", hex64(*sid)));
-            if (!seen_segments.insert(*sid).second)
-                return bad(name, line_no, fmt::format("segment {} declared twice", hex64(*sid)));
-            ModelSegment s{*sid, 0, false};
-            if (const auto* o = v.find("order")) {
-                if (o->type != json::Value::Type::kNumber || !(o->number >= 0) || o->number > 1e9)
-                    return bad(name, line_no, "bad 'order' (expected a number from 0 to 1e9)");
-                s.order = o->number;
-            }
-            if (const auto* rb = v.find("rebuilt")) {
-                if (rb->type != json::Value::Type::kBool)
-                    return bad(name, line_no, "bad 'rebuilt' (expected true or false)");
-                s.rebuilt = rb->boolean;
-            }
+        const std::string type = f.string("type");
+        if (!f.ok())
+            return lines.fail(f.error());
+        if (type == "segment") {
+            ModelSegment s{f.hex64("id"), 0, false};
+            if (f.ok() && !segs.contains(s.id))
+                f.fail(fmt::format("segment {} is not in the library", hex64(s.id)));
+            if (f.ok() && !seen_segments.insert(s.id).second)
+                f.fail(fmt::format("segment {} declared twice", hex64(s.id)));
+            s.order = f.number("order", jsonl::Need::kOptional);
+            if (f.ok() && !(s.order >= 0 && s.order <= 1e9))
+                f.fail(fmt::format("\"order\" is out of range (expected a number from 0 to 1e9, "
+                                   "found {})",
+                                   jsonl::shown(*v.find("order"))));
+            s.rebuilt = f.boolean("rebuilt", jsonl::Need::kOptional);
+            if (!f.ok())
+                return lines.fail(f.error());
             m.segments.push_back(s);
-        } else if (type->string == "example") {
+        } else if (type == "example") {
             if (m.examples.size() >= kMaxModelExamples)
-                return bad(
-                    name, line_no,
+                return lines.fail(
                     fmt::format("too many examples (expected at most {})", kMaxModelExamples));
             ModelExample e;
-            if (const auto* u = v.find("user")) {
-                if (u->type != json::Value::Type::kString ||
-                    u->string.size() > analysis::kHistoryMaxUserBytes)
-                    return bad(name, line_no,
-                               "bad 'user' (expected a string of at most 256 bytes)");
-                e.user = u->string;
-            }
-            const auto* c = v.find("count");
-            auto n = c ? count_of(*c, kMaxExampleCount) : std::nullopt;
-            if (!n || *n == 0)
-                return bad(name, line_no,
-                           fmt::format("bad 'count' (expected an integer from 1 to {})",
-                                       kMaxExampleCount));
-            e.count = *n;
-            const auto* f = v.find("features");
-            if (!f || f->type != json::Value::Type::kArray || f->array.size() > kMaxExampleFeatures)
-                return bad(name, line_no,
-                           fmt::format("bad 'features' (expected an array of at most {} strings)",
-                                       kMaxExampleFeatures));
-            for (const auto& x : f->array) {
-                if (x.type != json::Value::Type::kString || x.string.empty() ||
-                    x.string.size() > kMaxFeatureBytes)
-                    return bad(name, line_no,
-                               fmt::format("bad feature (expected a string of 1 to {} bytes)",
-                                           kMaxFeatureBytes));
-                e.features.push_back(x.string);
+            e.user = f.string("user", jsonl::Need::kOptional);
+            if (e.user.size() > analysis::kHistoryMaxUserBytes)
+                f.fail(fmt::format("\"user\" is too long (expected at most {} bytes, found {})",
+                                   analysis::kHistoryMaxUserBytes, e.user.size()));
+            e.count = f.count("count", jsonl::Need::kRequired, kMaxExampleCount, 1);
+            const json::Value* fs = f.array("features");
+            if (fs && fs->array.size() > kMaxExampleFeatures)
+                f.fail(fmt::format("\"features\" holds too many (expected at most {}, found {})",
+                                   kMaxExampleFeatures, fs->array.size()));
+            for (size_t i = 0; fs && f.ok() && i < fs->array.size(); i++) {
+                const json::Value& x = fs->array[i];
+                if (x.type == json::Value::Type::kString && !x.string.empty() &&
+                    x.string.size() <= kMaxFeatureBytes)
+                    e.features.push_back(x.string);
+                else
+                    f.fail(fmt::format("bad feature (expected a string of 1 to {} bytes, found {})",
+                                       kMaxFeatureBytes, jsonl::shown(x)));
             }
             std::sort(e.features.begin(), e.features.end());
             e.features.erase(std::unique(e.features.begin(), e.features.end()), e.features.end());
-            const auto* s = v.find("segments");
-            if (!s || s->type != json::Value::Type::kArray || s->array.size() > segs.size())
-                return bad(name, line_no, "bad 'segments' (expected an array of library segments)");
-            for (const auto& x : s->array) {
-                auto id =
-                    x.type == json::Value::Type::kString ? parse_hex64(x.string) : std::nullopt;
+            const json::Value* ss = f.array("segments");
+            if (ss && ss->array.size() > segs.size())
+                f.fail(fmt::format("\"segments\" holds more than the library's {} segments",
+                                   segs.size()));
+            for (size_t i = 0; ss && f.ok() && i < ss->array.size(); i++) {
+                auto id = jsonl::as_hex64(ss->array[i]);
                 if (!id)
-                    return bad(name, line_no, "bad segment id (expected 16 hex digits)");
-                if (!segs.contains(*id))
-                    return bad(name, line_no,
-                               fmt::format("segment {} is not in the library", hex64(*id)));
-                e.segments.push_back(*id);
+                    f.fail(fmt::format("bad segment id (expected 16 hex digits, found {})",
+                                       jsonl::shown(ss->array[i])));
+                else if (!segs.contains(*id))
+                    f.fail(fmt::format("segment {} is not in the library", hex64(*id)));
+                else
+                    e.segments.push_back(*id);
             }
+            if (!f.ok())
+                return lines.fail(f.error());
             std::sort(e.segments.begin(), e.segments.end());
             e.segments.erase(std::unique(e.segments.begin(), e.segments.end()), e.segments.end());
             m.examples.push_back(std::move(e));
@@ -333,8 +253,7 @@ Result<Model> parse_model(std::string_view text, std::string_view name,
         // Other types: ignored (a later version 1 may add records).
     }
     if (!header)
-        return std::unexpected(Error{Errc::kFormat, "empty model (expected a presnap-model header)",
-                                     std::string(name)});
+        return lines.fail_file("empty model (expected a presnap-model header)");
     return m;
 }
 

@@ -1,7 +1,10 @@
-// libFuzzer target for the selection reader (select::parse_selection), both
-// forms, against a fixed library of three snapshots. Any input must be
-// refused with a message, or give selections of known ids, each once, in
-// manifest order, that the writer turns into text read back the same.
+// libFuzzer target for the selection readers, both forms: snapselect's
+// (select::parse_selection), against a fixed library of three snapshots, and
+// snapmerge's (merge::parse_selections), which checks ids later. Any input
+// must be refused with a message, or give selections of known ids, each
+// once, in manifest order, that the writer turns into text read back the
+// same; snapmerge's reader must refuse with a message or give at most
+// kMaxSelectionIds ids a selection.
 #include <cstdint>
 #include <cstdlib>
 #include <fstream>
@@ -10,6 +13,7 @@
 #include <unistd.h>
 
 #include "presnap/library/library.h"
+#include "presnap/merge/selection_input.h"
 #include "presnap/select/select.h"
 
 using namespace presnap;
@@ -43,6 +47,13 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     std::string_view text(reinterpret_cast<const char*>(data), size);
+    if (auto m = merge::parse_selections(text); m) {
+        for (const auto& ids : *m)
+            if (ids.size() > merge::kMaxSelectionIds)
+                std::abort();
+    } else if (m.error().message.empty()) {
+        std::abort();
+    }
     auto sel = select::parse_selection(text, "fuzz", &lib);
     if (!sel) {
         if (sel.error().message.empty())

@@ -33,4 +33,12 @@ TEST_CASE("selection: bad input is refused with the line") {
     CHECK_FALSE(parse_selections("{\"format\":\"presnap-selection\",\"version\":1}\n"
                                  "{\"type\":\"selection\",\"snapshots\":[1]}\n"));
     CHECK_FALSE(parse_selections("{\"format\":\"presnap-selection\",\"version\":1}\nnot json\n"));
+    // Keys of another type are refused or skipped, not thrown (snapmerge aborted; found by
+    // the selection fuzzer).
+    CHECK_FALSE(parse_selections("{\"format\":1,\"version\":1}\n"));
+    auto other = parse_selections("{\"format\":\"presnap-selection\",\"version\":1}\n"
+                                  "{\"type\":1,\"snapshots\":[\"s001\"]}\n"
+                                  "{\"type\":\"selection\",\"snapshots\":[\"s002\"]}\n");
+    REQUIRE(other);
+    CHECK(*other == std::vector<std::vector<std::string>>{{"s002"}});
 }

@@ -338,7 +338,7 @@ TEST_CASE("hostile model files are refused with the line and what was expected")
     const Case cases[] = {
         {"empty", "", "empty model"},
         {"not json", "hello\n", "not JSON"},
-        {"array", "[1]\n", "expected an object"},
+        {"array", "[1]\n", "expected a JSON object, found an array"},
         {"foreign magic",
          R"({"format":"presnap-library","version":1})"
          "\n",
@@ -355,7 +355,7 @@ TEST_CASE("hostile model files are refused with the line and what was expected")
          R"({"format":"presnap-model","version":1,"manifest":"0123456789abcdef"})"
          "\n",
          "another library"},
-        {"no type", header + "{}\n", "missing 'type'"},
+        {"no type", header + "{}\n", "missing key \"type\""},
         {"bad segment id",
          header + R"({"type":"segment","id":"xyz"})"
                   "\n",
@@ -368,19 +368,29 @@ TEST_CASE("hostile model files are refused with the line and what was expected")
         {"negative order",
          header + R"({"type":"segment","id":"00000000000000a0","order":-1})"
                   "\n",
-         "bad 'order'"},
+         "\"order\" is out of range (expected a number from 0 to 1e9, found -1)"},
         {"rebuilt not bool",
          header + R"({"type":"segment","id":"00000000000000a0","rebuilt":1})"
                   "\n",
-         "bad 'rebuilt'"},
-        {"count zero", header + example(R"("count":0,"features":[],"segments":[])"), "bad 'count'"},
+         "\"rebuilt\" is a number, expected a boolean"},
+        {"count zero", header + example(R"("count":0,"features":[],"segments":[])"),
+         "\"count\" is not a count (expected an integer from 1 to 1000000000, found 0)"},
         {"count huge", header + example(R"("count":1e15,"features":[],"segments":[])"),
-         "bad 'count'"},
+         "found 1e15)"},
         {"count fraction", header + example(R"("count":1.5,"features":[],"segments":[])"),
-         "bad 'count'"},
+         "found 1.5)"},
+        {"count past 2^53",
+         header + example(R"("count":9007199254740993,"features":[],"segments":[])"),
+         "\"count\" is not a count"},
+        {"count a double rounds to 1",
+         header + example(R"("count":0.99999999999999999,"features":[],"segments":[])"),
+         "\"count\" is not a count"},
+        {"count 1e300", header + example(R"("count":1e300,"features":[],"segments":[])"),
+         "\"count\" is not a count"},
         {"features not array", header + example(R"("count":1,"features":"x","segments":[])"),
-         "bad 'features'"},
-        {"too many features", header + example(many_features), "bad 'features'"},
+         "\"features\" is a string, expected an array"},
+        {"too many features", header + example(many_features),
+         "\"features\" holds too many (expected at most 256, found 300)"},
         {"empty feature", header + example(R"("count":1,"features":[""],"segments":[])"),
          "bad feature"},
         {"long feature",
@@ -395,8 +405,13 @@ TEST_CASE("hostile model files are refused with the line and what was expected")
         {"long user",
          header + example(R"("user":")" + std::string(300, 'u') +
                           R"(","count":1,"features":[],"segments":[])"),
-         "bad 'user'"},
+         "\"user\" is too long (expected at most 256 bytes, found 300)"},
         {"too large", std::string(select::kMaxModelBytes + 1, ' '), "too large"},
+        {"cut last line", good.substr(0, good.size() - 1), "no newline (a cut file?)"},
+        {"a key twice",
+         header + R"({"type":"future","type":"segment","id":"xyz"})"
+                  "\n",
+         "key \"type\" twice in one object"},
     };
     for (const auto& c : cases) {
         auto r = select::parse_model(c.text, "model.jsonl", t.lib);
