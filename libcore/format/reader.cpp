@@ -207,7 +207,7 @@ Result<SnapshotFile> SnapshotFile::validate(std::unique_ptr<Storage> storage,
                               file.store_->name);
         if (!file.storage_)
             file.storage_ = std::make_unique<Storage>();
-        if (auto s = file.open_page_store(*dir, options); !s)
+        if (auto s = file.open_page_store(*dir); !s)
             return std::unexpected(s.error());
     }
     if (options.data_check == DataCheck::kFull) {
@@ -713,19 +713,22 @@ Status SnapshotFile::validate_page_index(const OpenOptions& options) {
 // Step 13: the page store the PAGE_STORE section names, in the snapshot's
 // directory: a regular file of the recorded size whose header is valid and
 // carries the recorded store_id.
-Status SnapshotFile::open_page_store(const std::string& dir, const OpenOptions& options) {
-    (void)options;
+Status SnapshotFile::open_page_store(const std::string& dir) {
     PageStoreInfo& info = *store_;
     info.path = dir == "/" ? "/" + info.name : dir + "/" + info.name;
     const std::string label = fmt::format("page store {}", info.path);
     int fd = ::open(info.path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
+    if (fd < 0) {
+        const int err = errno;
         return make_error(Errc::kFormat, "cannot open {} (named by PAGE_STORE): {}", label,
-                          std::strerror(errno));
+                          std::strerror(err));
+    }
     storage_->store_fd = fd;
     struct stat st {};
-    if (::fstat(fd, &st) != 0)
-        return make_error(Errc::kIo, "cannot stat {}: {}", label, std::strerror(errno));
+    if (::fstat(fd, &st) != 0) {
+        const int err = errno;
+        return make_error(Errc::kIo, "cannot stat {}: {}", label, std::strerror(err));
+    }
     if (!S_ISREG(st.st_mode))
         return make_error(Errc::kFormat, "{} is not a regular file", label);
     if (static_cast<std::uint64_t>(st.st_size) != info.size)
@@ -734,8 +737,10 @@ Status SnapshotFile::open_page_store(const std::string& dir, const OpenOptions& 
                           "{})",
                           label, info.size, st.st_size);
     void* map = ::mmap(nullptr, info.size, PROT_READ, MAP_PRIVATE, fd, 0);
-    if (map == MAP_FAILED)
-        return make_error(Errc::kIo, "cannot map {}: {}", label, std::strerror(errno));
+    if (map == MAP_FAILED) {
+        const int err = errno;
+        return make_error(Errc::kIo, "cannot map {}: {}", label, std::strerror(err));
+    }
     storage_->store_map = map;
     storage_->store_map_size = info.size;
     store_bytes_ = {static_cast<const std::uint8_t*>(map), static_cast<std::size_t>(info.size)};

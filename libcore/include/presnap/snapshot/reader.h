@@ -185,7 +185,7 @@ class SnapshotFile {
     Status validate_section_table();
     Status validate_sections(const OpenOptions& options);
     Status validate_page_index(const OpenOptions& options);
-    Status open_page_store(const std::string& dir, const OpenOptions& options);
+    Status open_page_store(const std::string& dir);
     Status check_run(const PageRun& run) const; // its checksum
     std::span<const std::uint8_t> span_of(SectionType type) const;
 
