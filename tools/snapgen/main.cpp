@@ -163,14 +163,17 @@ void print_summary(const library::BuildReport& r, const std::string& output, boo
                                100.0 * (double(standalone) - double(bytes)) /
                                    double(std::max<uint64_t>(1, standalone)));
         if (!r.snapshots.empty()) {
-            out += fmt::format("  {:<10} {:>6} {:>10} {:>12} {:>7}  {}\n", "file", "pages", "bytes",
-                               "benefit_us", "saved", "segments");
+            // bytes: standalone; stored: what its pages added to the page store.
+            out += fmt::format("  {:<10} {:>6} {:>10} {:>10} {:>12} {:>7}  {}\n", "file", "pages",
+                               "bytes", "stored", "benefit_us", "saved", "segments");
             for (const auto& e : r.snapshots) {
                 std::string names = fmt::format("{}", fmt::join(e.names, " "));
                 if (names.size() > 60)
                     names = names.substr(0, 57) + "...";
-                out += fmt::format("  {:<10} {:>6} {:>10} {:>12.0f} {:>7}  {}\n", e.file, e.pages,
-                                   e.bytes, e.base_us - e.snapshot_us, e.segments_saved, names);
+                out += fmt::format(
+                    "  {:<10} {:>6} {:>10} {:>10} {:>12.0f} {:>7}  {}\n", e.file, e.pages, e.bytes,
+                    r.store.empty() ? std::string("-") : std::to_string(e.store_added_bytes),
+                    e.base_us - e.snapshot_us, e.segments_saved, names);
             }
             if (deterministic)
                 out += "  (timings are host measurements: not part of the byte-stable files)\n";
