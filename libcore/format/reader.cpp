@@ -235,6 +235,11 @@ Status SnapshotFile::validate_header() {
                           "file too short for a snapshot header (expected at least {} bytes, "
                           "found {})",
                           kHeaderSize, bytes_.size());
+    if (std::equal(kStoreMagic.begin(), kStoreMagic.end(), bytes_.begin()))
+        return make_error(Errc::kFormat,
+                          "a page store, not a snapshot (expected magic {}, found the page store's "
+                          "{}: a library's snapshots map their pages from it)",
+                          hex_bytes(kMagic), hex_bytes(kStoreMagic));
     if (!std::equal(kMagic.begin(), kMagic.end(), bytes_.begin()))
         return make_error(Errc::kFormat, "bad magic (expected {}, found {})", hex_bytes(kMagic),
                           hex_bytes(bytes_.first(kMagic.size())));

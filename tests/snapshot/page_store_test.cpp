@@ -209,6 +209,31 @@ TEST_CASE("store runs are mapped copy-on-write from the page store's descriptor"
     CHECK(memory_of(dir, "b.snap") == d.memories[1]);
 }
 
+TEST_CASE("zstd snapshots are packed page for page, and a store is not a snapshot") {
+    ScratchDir dir;
+    Diffs d = write_diffs(dir);
+    // c again, written zstd-compressed: its pages are decompressed into the store.
+    {
+        auto img = sample::full_image(d.memories[2]);
+        img.kind = SnapshotKind::kDiff;
+        img.parent = d.parent;
+        img.memory.clear();
+        img.working_set = {{1, 2}};
+        REQUIRE(add_pages(img, std::vector<std::uint64_t>{10, 11, 12}, d.memories[2],
+                          ZeroPages::kRecord));
+        WriteOptions zstd;
+        zstd.encoding = PageEncoding::kZstd;
+        REQUIRE(write_snapshot(dir.file("c.snap"), img, zstd));
+    }
+    auto r = pack(dir, d);
+    REQUIRE_MESSAGE(r, r.error().describe());
+    CHECK(r->store_pages == 4);
+    for (std::size_t i = 0; i < 3; ++i)
+        CHECK(memory_of(dir, d.names[i]) == d.memories[i]);
+    const auto e = open_error(dir.file("pages.store"));
+    CHECK_MESSAGE(e.find("a page store, not a snapshot") != std::string::npos, e);
+}
+
 TEST_CASE("packing is deterministic") {
     ScratchDir one, two;
     Diffs d1 = write_diffs(one);
