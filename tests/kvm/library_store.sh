@@ -200,6 +200,11 @@ truncated)
     printf '%s\n' "$held" >&3
     for _ in $(seq 100); do [[ -s "$work/out" ]] && break; sleep 0.1; done
     [[ -s "$work/out" ]] || fail "the restored guest did not answer"
+    # The guest's pages are mapped from the store (private, writable:
+    # copy-on-write), not copied; the reader's own mapping is read-only.
+    grep -E " rw-p .*$lib/pages.store\$" "/proc/$pid/maps" >"$work/maps" ||
+        fail "no copy-on-write mapping of pages.store in snaprun"
+    echo "$(wc -l <"$work/maps") copy-on-write mappings of pages.store" >&2
     truncate -s 0 "$lib/pages.store"
     printf '%s\n' "$held" >&3
     exec 3>&-
