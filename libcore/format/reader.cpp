@@ -722,7 +722,9 @@ Status SnapshotFile::open_page_store(const std::string& dir) {
     PageStoreInfo& info = *store_;
     info.path = dir == "/" ? "/" + info.name : dir + "/" + info.name;
     const std::string label = fmt::format("page store {}", info.path);
-    int fd = ::open(info.path.c_str(), O_RDONLY | O_CLOEXEC);
+    // O_NONBLOCK: a FIFO in the store's place must not hang the open (it
+    // is refused below, as anything but a regular file is).
+    int fd = ::open(info.path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) {
         const int err = errno;
         return make_error(Errc::kFormat, "cannot open {} (named by PAGE_STORE): {}", label,

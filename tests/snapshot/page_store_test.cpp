@@ -6,6 +6,7 @@
 #include <cstring>
 #include <filesystem>
 #include <sys/mman.h>
+#include <sys/stat.h>
 
 #include <doctest/doctest.h>
 
@@ -252,6 +253,15 @@ TEST_CASE("a thin file without its page store is refused, naming the store") {
     const auto e = open_error(dir.file("a.snap"));
     CHECK_MESSAGE(e.find("cannot open page store") != std::string::npos, e);
     CHECK_MESSAGE(e.find("pages.store (named by PAGE_STORE)") != std::string::npos, e);
+    // Something else in the store's place: a FIFO (which must not hang the
+    // open) or a directory.
+    REQUIRE(::mkfifo(dir.file("pages.store").c_str(), 0600) == 0);
+    auto f = open_error(dir.file("a.snap"));
+    CHECK_MESSAGE(f.find("pages.store is not a regular file") != std::string::npos, f);
+    std::filesystem::remove(dir.file("pages.store"));
+    std::filesystem::create_directory(dir.file("pages.store"));
+    f = open_error(dir.file("a.snap"));
+    CHECK_MESSAGE(f.find("pages.store is not a regular file") != std::string::npos, f);
     // Read from memory, it has no directory to find a store in.
     auto m = SnapshotFile::parse(test::read_file(dir.file("a.snap")));
     REQUIRE_FALSE(m);
