@@ -102,9 +102,14 @@ std::string describe_text(const SnapshotFile& f, const DescribeOptions& options)
     line("monitor state", fmt::format("{} bytes", f.monitor_state().size()));
     const MemoryStats m = f.memory_stats();
     line("memory",
-         fmt::format("{} runs ({} raw, {} zstd, {} zero): {} pages stored, {} zero "
+         fmt::format("{} runs ({} raw, {} zstd, {} zero{}): {} pages stored, {} zero "
                      "pages",
-                     m.runs, m.raw_runs, m.zstd_runs, m.zero_runs, m.pages_stored, m.zero_pages));
+                     m.runs, m.raw_runs, m.zstd_runs, m.zero_runs,
+                     m.store_runs ? fmt::format(", {} store", m.store_runs) : std::string(),
+                     m.pages_stored, m.zero_pages));
+    if (const auto& ps = f.page_store())
+        line("page store", fmt::format("{} ({} bytes, store id {}): {} pages of this snapshot",
+                                       ps->name, ps->size, ps->id.hex(), m.store_pages));
     line("page bytes",
          fmt::format("{} raw, {} in file{}", m.raw_bytes, m.stored_bytes,
                      m.stored_bytes ? fmt::format(" (ratio {:.2f})",
@@ -178,6 +183,11 @@ std::string describe_json(const SnapshotFile& f, const DescribeOptions& options)
         {"runs", m.runs},           {"raw_runs", m.raw_runs},         {"zstd_runs", m.zstd_runs},
         {"zero_runs", m.zero_runs}, {"pages_stored", m.pages_stored}, {"zero_pages", m.zero_pages},
         {"raw_bytes", m.raw_bytes}, {"stored_bytes", m.stored_bytes}};
+    if (const auto& ps = f.page_store()) {
+        o["memory"]["store_runs"] = m.store_runs;
+        o["memory"]["store_pages"] = m.store_pages;
+        o["page_store"] = {{"name", ps->name}, {"size", ps->size}, {"store_id", ps->id.hex()}};
+    }
     std::uint64_t ws_pages = 0;
     for (const PageRange& r : f.working_set())
         ws_pages += r.page_count;

@@ -33,7 +33,7 @@ Status replace_working_set(const std::string& path, const std::vector<PageRange>
         m.page_count = run.page_count;
         if (run.encoding == PageEncoding::kZero) {
             m.zero = true;
-        } else if (run.encoding == PageEncoding::kRaw) {
+        } else if (run.raw()) {
             m.data = f->stored_bytes(run);
         } else {
             decoded.emplace_back(run.bytes());

@@ -34,6 +34,8 @@ std::string_view section_name(std::uint32_t type) {
         return "PAGE_INDEX";
     case SectionType::kPageData:
         return "PAGE_DATA";
+    case SectionType::kPageStore:
+        return "PAGE_STORE";
     }
     return "UNKNOWN";
 }
@@ -46,6 +48,8 @@ std::string_view encoding_name(std::uint32_t encoding) {
         return "zstd";
     case PageEncoding::kZero:
         return "zero";
+    case PageEncoding::kStore:
+        return "store";
     }
     return "unknown";
 }

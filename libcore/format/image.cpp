@@ -219,7 +219,31 @@ Status validate_image(const SnapshotImage& image, const WriteOptions& options) {
             return make_error(Errc::kInvalidArgument,
                               "memory run {} data size (expected {}, found {})", i, expect,
                               r.data.size());
+        if (r.in_store) {
+            if (r.zero || !image.page_store)
+                return make_error(Errc::kInvalidArgument, "memory run {} is in a page store but {}",
+                                  i, r.zero ? "is a zero run" : "the image names no page store");
+            if (r.store_offset % kPageSize != 0 || r.store_offset < kStoreDataOffset ||
+                r.store_offset > image.page_store->size ||
+                expect > image.page_store->size - r.store_offset)
+                return make_error(Errc::kInvalidArgument,
+                                  "memory run {} store offset {} is not a page of the page store "
+                                  "({} bytes)",
+                                  i, r.store_offset, image.page_store->size);
+        }
         floor = r.first_page + r.page_count;
+    }
+    if (const auto& ps = image.page_store) {
+        const std::string& n = ps->name;
+        bool plain = !n.empty() && n.size() <= kMaxStoreNameLength && n != "." && n != "..";
+        for (char c : n)
+            plain = plain && c != '/' && static_cast<unsigned char>(c) >= 0x20 && c != 0x7f;
+        if (!plain)
+            return make_error(Errc::kInvalidArgument,
+                              "page store name {} is not a plain file name of 1 to {} bytes",
+                              json_quote(n), kMaxStoreNameLength);
+        if (ps->size < kStoreDataOffset || ps->size % kPageSize != 0)
+            return make_error(Errc::kInvalidArgument, "bad page store size {}", ps->size);
     }
     return {};
 }

@@ -15,6 +15,7 @@
 
 #include "internal.h"
 #include "presnap/snapshot/describe.h"
+#include "presnap/snapshot/page_store.h"
 
 namespace presnap::snapshot {
 
@@ -25,6 +26,10 @@ struct SnapshotFile::Storage {
     void* map = nullptr;
     std::size_t map_size = 0;
     std::vector<std::uint8_t> owned;
+    // The page store (PAGE_STORE): its descriptor and read-only mapping.
+    int store_fd = -1;
+    void* store_map = nullptr;
+    std::size_t store_map_size = 0;
 
     Storage() = default;
     Storage(const Storage&) = delete;
@@ -34,6 +39,10 @@ struct SnapshotFile::Storage {
             ::munmap(map, map_size);
         if (fd >= 0)
             ::close(fd);
+        if (store_map)
+            ::munmap(store_map, store_map_size);
+        if (store_fd >= 0)
+            ::close(store_fd);
     }
 };
 
@@ -78,6 +87,26 @@ bool is_known_type(std::uint32_t type) {
     return type >= 1 && type <= kLastKnownSection;
 }
 
+// The directory a page store named by the file at `path` is looked up in.
+std::string directory_of(const std::string& path) {
+    const auto slash = path.rfind('/');
+    if (slash == std::string::npos)
+        return ".";
+    if (slash == 0)
+        return "/";
+    return path.substr(0, slash);
+}
+
+// A PAGE_STORE name: a plain file name, printable, no path.
+bool is_plain_name(std::string_view name) {
+    if (name.empty() || name == "." || name == "..")
+        return false;
+    for (char c : name)
+        if (c == '/' || static_cast<unsigned char>(c) < 0x20 || c == 0x7f)
+            return false;
+    return true;
+}
+
 } // namespace
 
 SnapshotFile::SnapshotFile(SnapshotFile&&) noexcept = default;
@@ -110,7 +139,11 @@ Result<SnapshotFile> SnapshotFile::open(const std::string& path, const OpenOptio
                 break;
             bytes.insert(bytes.end(), buf, buf + n);
         }
-        auto file = parse(std::move(bytes), options);
+        auto owned = std::make_unique<Storage>();
+        owned->owned = std::move(bytes);
+        auto span = std::span<const std::uint8_t>(owned->owned);
+        const std::string dir = directory_of(path);
+        auto file = validate(std::move(owned), span, options, &dir);
         if (!file)
             return std::unexpected(file.error().with_context(path));
         file->path_ = path;
@@ -130,7 +163,8 @@ Result<SnapshotFile> SnapshotFile::open(const std::string& path, const OpenOptio
     auto span = std::span<const std::uint8_t>(static_cast<const std::uint8_t*>(storage->map),
                                               storage->map_size);
     const int fd = storage->fd;
-    auto file = validate(std::move(storage), span, options);
+    const std::string dir = directory_of(path);
+    auto file = validate(std::move(storage), span, options, &dir);
     if (!file)
         return std::unexpected(file.error().with_context(path));
     file->path_ = path;
@@ -143,17 +177,17 @@ Result<SnapshotFile> SnapshotFile::parse(std::vector<std::uint8_t> bytes,
     auto storage = std::make_unique<Storage>();
     storage->owned = std::move(bytes);
     auto span = std::span<const std::uint8_t>(storage->owned);
-    return validate(std::move(storage), span, options);
+    return validate(std::move(storage), span, options, nullptr);
 }
 
 Result<SnapshotFile> SnapshotFile::parse_view(std::span<const std::uint8_t> bytes,
                                               const OpenOptions& options) {
-    return validate(nullptr, bytes, options);
+    return validate(nullptr, bytes, options, nullptr);
 }
 
 Result<SnapshotFile> SnapshotFile::validate(std::unique_ptr<Storage> storage,
                                             std::span<const std::uint8_t> bytes,
-                                            const OpenOptions& options) {
+                                            const OpenOptions& options, const std::string* dir) {
     SnapshotFile file;
     file.storage_ = std::move(storage);
     file.bytes_ = bytes;
@@ -165,6 +199,28 @@ Result<SnapshotFile> SnapshotFile::validate(std::unique_ptr<Storage> storage,
         return std::unexpected(s.error());
     if (auto s = file.validate_page_index(options); !s)
         return std::unexpected(s.error());
+    if (file.store_) {
+        if (!dir)
+            return make_error(Errc::kFormat,
+                              "page store {} cannot be found (the snapshot was not read from a "
+                              "file: a packed library snapshot needs its directory)",
+                              file.store_->name);
+        if (!file.storage_)
+            file.storage_ = std::make_unique<Storage>();
+        if (auto s = file.open_page_store(*dir); !s)
+            return std::unexpected(s.error());
+    }
+    if (options.data_check == DataCheck::kFull) {
+        if (auto s = file.verify_page_data(); !s)
+            return std::unexpected(s.error());
+    } else if (options.data_check == DataCheck::kSection && file.store_) {
+        // The pages this file uses from the store: what the PAGE_DATA
+        // section's checksum covers in a self-contained file.
+        for (const PageRun& run : file.runs_)
+            if (run.encoding == PageEncoding::kStore)
+                if (auto s = file.check_run(run); !s)
+                    return std::unexpected(s.error());
+    }
     file.content_hash_ = detail::content_hash_of(
         file.bytes_.first(kHeaderSize),
         file.bytes_.subspan(file.header_.section_table_offset,
@@ -179,6 +235,11 @@ Status SnapshotFile::validate_header() {
                           "file too short for a snapshot header (expected at least {} bytes, "
                           "found {})",
                           kHeaderSize, bytes_.size());
+    if (std::equal(kStoreMagic.begin(), kStoreMagic.end(), bytes_.begin()))
+        return make_error(Errc::kFormat,
+                          "a page store, not a snapshot (expected magic {}, found the page store's "
+                          "{}: a library's snapshots map their pages from it)",
+                          hex_bytes(kMagic), hex_bytes(kStoreMagic));
     if (!std::equal(kMagic.begin(), kMagic.end(), bytes_.begin()))
         return make_error(Errc::kFormat, "bad magic (expected {}, found {})", hex_bytes(kMagic),
                           hex_bytes(bytes_.first(kMagic.size())));
@@ -483,6 +544,45 @@ Status SnapshotFile::validate_sections(const OpenOptions& options) {
         }
     }
 
+    if (auto p = section(SectionType::kPageStore)) {
+        if (p->size() < sizeof(PageStoreSection))
+            return make_error(Errc::kFormat,
+                              "bad PAGE_STORE section size (expected at least {}, found {})",
+                              sizeof(PageStoreSection), p->size());
+        auto h = detail::load<PageStoreSection>(*p);
+        if (h.name_length == 0 || h.name_length > kMaxStoreNameLength)
+            return make_error(Errc::kFormat,
+                              "PAGE_STORE name_length out of range (expected 1 to {}, found {})",
+                              kMaxStoreNameLength, h.name_length);
+        if (p->size() != sizeof(PageStoreSection) + std::uint64_t{h.name_length})
+            return make_error(Errc::kFormat,
+                              "bad PAGE_STORE section size (expected {} for a name of {} bytes, "
+                              "found {})",
+                              sizeof(PageStoreSection) + std::uint64_t{h.name_length},
+                              h.name_length, p->size());
+        if (h.reserved != 0 && header_.minor <= kMinorVersion)
+            return make_error(Errc::kFormat,
+                              "PAGE_STORE reserved field not zero (expected 0, found {:#x})",
+                              h.reserved);
+        std::string name(reinterpret_cast<const char*>(p->data()) + sizeof(PageStoreSection),
+                         h.name_length);
+        if (!is_plain_name(name))
+            return make_error(Errc::kFormat,
+                              "PAGE_STORE name is not a plain file name (expected no '/', no "
+                              "control bytes, not . or .., found {})",
+                              json_quote(name));
+        if (h.store_size < kStoreDataOffset || h.store_size % kPageSize != 0)
+            return make_error(Errc::kFormat,
+                              "PAGE_STORE store_size out of range (expected a multiple of {} of "
+                              "at least {}, found {})",
+                              kPageSize, kStoreDataOffset, h.store_size);
+        PageStoreInfo info;
+        info.name = std::move(name);
+        info.id = detail::load_hash(h.store_id);
+        info.size = h.store_size;
+        store_ = std::move(info);
+    }
+
     const auto index_size = span_of(SectionType::kPageIndex).size();
     if (index_size % sizeof(PageRunEntry) != 0)
         return make_error(Errc::kFormat,
@@ -545,6 +645,27 @@ Status SnapshotFile::validate_page_index(const OpenOptions& options) {
                                   "found offset {})",
                                   i, kPageSize, e.file_offset);
             break;
+        case PageEncoding::kStore:
+            if (!store_)
+                return make_error(Errc::kFormat,
+                                  "store page run {} in a file without a page store (expected a "
+                                  "PAGE_STORE section, found none)",
+                                  i);
+            if (e.stored_size != bytes)
+                return make_error(Errc::kFormat, "store page run {} size (expected {}, found {})",
+                                  i, bytes, e.stored_size);
+            if (e.file_offset % kPageSize != 0)
+                return make_error(Errc::kFormat,
+                                  "store page run {} not page-aligned (expected a multiple of {}, "
+                                  "found offset {})",
+                                  i, kPageSize, e.file_offset);
+            if (e.file_offset < kStoreDataOffset || !within(e.file_offset, bytes, store_->size))
+                return make_error(Errc::kFormat,
+                                  "store page run {} out of the page store (expected within bytes "
+                                  "{} to {} of {}, found offset {} size {})",
+                                  i, kStoreDataOffset, store_->size, store_->name, e.file_offset,
+                                  e.stored_size);
+            break;
         case PageEncoding::kZstd:
             if (e.page_count > kMaxCompressedRunPages)
                 return make_error(Errc::kFormat,
@@ -558,10 +679,11 @@ Status SnapshotFile::validate_page_index(const OpenOptions& options) {
             break;
         default:
             return make_error(Errc::kFormat,
-                              "page run {} has an unknown encoding (expected 0 to 2, found {})", i,
+                              "page run {} has an unknown encoding (expected 0 to 3, found {})", i,
                               e.encoding);
         }
-        if (e.encoding != static_cast<std::uint32_t>(PageEncoding::kZero)) {
+        if (e.encoding != static_cast<std::uint32_t>(PageEncoding::kZero) &&
+            e.encoding != static_cast<std::uint32_t>(PageEncoding::kStore)) {
             if (e.file_offset < data.offset || !within(e.file_offset, e.stored_size, data_end))
                 return make_error(Errc::kFormat,
                                   "page run {} data out of bounds (expected within PAGE_DATA "
@@ -590,9 +712,75 @@ Status SnapshotFile::validate_page_index(const OpenOptions& options) {
         }
         runs_.push_back(run);
     }
-    if (options.data_check == DataCheck::kFull)
-        return verify_page_data();
     return {};
+}
+
+// Step 13: the page store the PAGE_STORE section names, in the snapshot's
+// directory: a regular file of the recorded size whose header is valid and
+// carries the recorded store_id.
+Status SnapshotFile::open_page_store(const std::string& dir) {
+    PageStoreInfo& info = *store_;
+    info.path = dir == "/" ? "/" + info.name : dir + "/" + info.name;
+    const std::string label = fmt::format("page store {}", info.path);
+    // O_NONBLOCK: a FIFO in the store's place must not hang the open (it
+    // is refused below, as anything but a regular file is).
+    int fd = ::open(info.path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) {
+        const int err = errno;
+        return make_error(Errc::kFormat, "cannot open {} (named by PAGE_STORE): {}", label,
+                          std::strerror(err));
+    }
+    storage_->store_fd = fd;
+    struct stat st {};
+    if (::fstat(fd, &st) != 0) {
+        const int err = errno;
+        return make_error(Errc::kIo, "cannot stat {}: {}", label, std::strerror(err));
+    }
+    if (!S_ISREG(st.st_mode))
+        return make_error(Errc::kFormat, "{} is not a regular file", label);
+    if (static_cast<std::uint64_t>(st.st_size) != info.size)
+        return make_error(Errc::kFormat,
+                          "{} size mismatch (expected {} bytes from PAGE_STORE store_size, found "
+                          "{})",
+                          label, info.size, st.st_size);
+    void* map = ::mmap(nullptr, info.size, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (map == MAP_FAILED) {
+        const int err = errno;
+        return make_error(Errc::kIo, "cannot map {}: {}", label, std::strerror(err));
+    }
+    storage_->store_map = map;
+    storage_->store_map_size = info.size;
+    store_bytes_ = {static_cast<const std::uint8_t*>(map), static_cast<std::size_t>(info.size)};
+    auto header = parse_store_header(store_bytes_);
+    if (!header)
+        return make_error(Errc::kFormat, "{}: {}", label, header.error().message);
+    if (header->id != info.id)
+        return make_error(Errc::kFormat,
+                          "{} identity mismatch (expected store_id {} from PAGE_STORE, found {}): "
+                          "a page store of another library?",
+                          label, info.id.hex(), header->id.hex());
+    return {};
+}
+
+Status SnapshotFile::check_run(const PageRun& run) const {
+    const std::uint64_t computed = checksum64(stored_bytes(run));
+    if (checksum_matches(run.checksum, computed))
+        return {};
+    if (run.encoding == PageEncoding::kStore)
+        return make_error(Errc::kFormat,
+                          "page run at {} checksum mismatch in page store {} (stored {:016x}, "
+                          "computed {:016x})",
+                          pages_label(run.first_page, run.page_count), store_->path, run.checksum,
+                          computed);
+    return make_error(Errc::kFormat,
+                      "page run at {} checksum mismatch (stored {:016x}, computed {:016x})",
+                      pages_label(run.first_page, run.page_count), run.checksum, computed);
+}
+
+int SnapshotFile::run_fd(const PageRun& run) const {
+    if (run.encoding == PageEncoding::kStore)
+        return storage_ ? storage_->store_fd : -1;
+    return fd_;
 }
 
 std::span<const std::uint8_t> SnapshotFile::regs() const {
@@ -637,9 +825,16 @@ MemoryStats SnapshotFile::memory_stats() const {
         case PageEncoding::kZero:
             ++m.zero_runs;
             break;
+        case PageEncoding::kStore:
+            ++m.store_runs;
+            m.store_pages += r.page_count;
+            break;
         }
         if (r.encoding == PageEncoding::kZero) {
             m.zero_pages += r.page_count;
+        } else if (r.encoding == PageEncoding::kStore) {
+            m.pages_stored += r.page_count;
+            m.raw_bytes += r.bytes();
         } else {
             m.pages_stored += r.page_count;
             m.raw_bytes += r.bytes();
@@ -650,6 +845,8 @@ MemoryStats SnapshotFile::memory_stats() const {
 }
 
 std::span<const std::uint8_t> SnapshotFile::stored_bytes(const PageRun& run) const {
+    if (run.encoding == PageEncoding::kStore)
+        return store_bytes_.subspan(run.file_offset, run.stored_size);
     return bytes_.subspan(run.file_offset, run.stored_size);
 }
 
@@ -664,12 +861,9 @@ Status SnapshotFile::read_run(const PageRun& run, std::span<std::uint8_t> out) c
         return {};
     }
     auto stored = stored_bytes(run);
-    const std::uint64_t computed = checksum64(stored);
-    if (!checksum_matches(run.checksum, computed))
-        return make_error(Errc::kFormat,
-                          "page run at {} checksum mismatch (stored {:016x}, computed {:016x})",
-                          pages_label(run.first_page, run.page_count), run.checksum, computed);
-    if (run.encoding == PageEncoding::kRaw) {
+    if (auto s = check_run(run); !s)
+        return s;
+    if (run.raw()) {
         std::memcpy(out.data(), stored.data(), stored.size());
         return {};
     }
@@ -688,19 +882,25 @@ Status SnapshotFile::verify_page_data() const {
     for (const PageRun& run : runs_) {
         if (run.encoding == PageEncoding::kZero)
             continue;
-        if (run.encoding == PageEncoding::kRaw) {
-            const std::uint64_t computed = checksum64(stored_bytes(run));
-            if (!checksum_matches(run.checksum, computed))
-                return make_error(Errc::kFormat,
-                                  "page run at {} checksum mismatch (stored {:016x}, computed "
-                                  "{:016x})",
-                                  pages_label(run.first_page, run.page_count), run.checksum,
-                                  computed);
+        if (run.raw()) {
+            if (auto s = check_run(run); !s)
+                return s;
             continue;
         }
         scratch.resize(run.bytes());
         if (auto s = read_run(run, scratch); !s)
             return s;
+    }
+    if (store_) {
+        // The whole store, against the identity its header and PAGE_STORE
+        // carry (a full pass over every page of it, those of other
+        // snapshots too).
+        const Hash128 computed = store_content_id(store_bytes_.subspan(kStoreDataOffset));
+        if (!(computed == store_->id))
+            return make_error(Errc::kFormat,
+                              "page store {} content does not match its store_id (stored {}, "
+                              "computed {})",
+                              store_->path, store_->id.hex(), computed.hex());
     }
     return {};
 }

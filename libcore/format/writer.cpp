@@ -142,6 +142,17 @@ std::vector<std::uint8_t> encode_ranges(const std::vector<PageRange>& ranges) {
     return out;
 }
 
+std::vector<std::uint8_t> encode_page_store(const PageStoreRef& p) {
+    std::vector<std::uint8_t> out;
+    PageStoreSection h{};
+    detail::store_hash(h.store_id, p.id);
+    h.store_size = p.size;
+    h.name_length = static_cast<std::uint32_t>(p.name.size());
+    append_record(out, h);
+    out.insert(out.end(), p.name.begin(), p.name.end());
+    return out;
+}
+
 class Writer {
   public:
     Writer(Sink& sink, const SnapshotImage& image, const WriteOptions& options)
@@ -181,6 +192,8 @@ class Writer {
                          image_.metadata_json.size()});
         if (s && !image_.working_set.empty())
             s = section(SectionType::kWorkingSet, 0, encode_ranges(image_.working_set));
+        if (s && image_.page_store)
+            s = section(SectionType::kPageStore, must, encode_page_store(*image_.page_store));
         if (s)
             s = page_data();
         if (s)
@@ -253,7 +266,12 @@ class Writer {
 
     Status page_data() {
         const bool raw = options_.encoding == PageEncoding::kRaw;
-        if (auto s = pad_to(raw ? kPageSize : kSectionAlignment); !s)
+        // A thin file (every data run in the page store) needs no page-aligned
+        // PAGE_DATA; others keep the layout 1.0 writers gave them.
+        bool in_file = !image_.page_store;
+        for (const MemoryRun& run : image_.memory)
+            in_file = in_file || (!run.zero && !run.in_store);
+        if (auto s = pad_to(raw && in_file ? kPageSize : kSectionAlignment); !s)
             return s;
         const std::uint64_t start = sink_.position();
         data_state_ = XXH3_createState();
@@ -266,6 +284,12 @@ class Writer {
                 break;
             if (run.zero) {
                 add_run(run.first_page, run.page_count, PageEncoding::kZero, 0, {});
+                continue;
+            }
+            if (run.in_store) {
+                add_run(run.first_page, run.page_count, PageEncoding::kStore, run.store_offset,
+                        run.data);
+                summary_.store_pages += run.page_count;
                 continue;
             }
             if (raw) {
@@ -320,7 +344,8 @@ class Writer {
         FileHeader h{};
         std::memcpy(h.magic, kMagic.data(), kMagic.size());
         h.major = kMajorVersion;
-        h.minor = kMinorVersion;
+        // The oldest minor that describes the file (format.h).
+        h.minor = image_.page_store ? kPageStoreMinorVersion : 0;
         h.header_size = kHeaderSize;
         h.flags = image_.flags;
         h.kind = static_cast<std::uint32_t>(image_.kind);

@@ -9,6 +9,7 @@
 #include "presnap/guest_abi.h"
 #include "presnap/library/library.h"
 #include "presnap/runtime/history_recorder.h"
+#include "presnap/snapshot/page_store.h"
 #include "presnap/snapshot/session_snapshots.h"
 #include "presnap/version.h"
 #include "presnap/vmm/syscall_names.h"
@@ -213,6 +214,36 @@ std::string counter_keys(const SnapshotEntry& e) {
                        e.mmap_growth, sys);
 }
 
+// The last step of writing a library: its diff snapshots, made standalone,
+// become thin files whose pages are in one page store (each distinct page
+// once), in manifest order so that a single build and a combine agree byte
+// for byte. Fills the sizes the manifest and the summary report.
+Status pack(const fs::path& tmp, const Head& head, BuildReport& report) {
+    report.standalone_bytes = head.base_bytes;
+    report.library_bytes = head.base_bytes;
+    for (const auto& e : report.snapshots)
+        report.standalone_bytes += e.bytes;
+    if (report.snapshots.empty())
+        return {};
+    std::vector<std::string> files;
+    for (const auto& e : report.snapshots)
+        files.push_back(e.file);
+    auto packed = snapshot::pack_snapshots(tmp.string(), files, kStoreName);
+    if (!packed)
+        return std::unexpected(packed.error());
+    report.store = packed->store;
+    report.store_bytes = packed->store_bytes;
+    report.store_pages = packed->store_pages;
+    report.library_bytes += packed->store_bytes;
+    for (size_t i = 0; i < report.snapshots.size(); i++) {
+        SnapshotEntry& e = report.snapshots[i];
+        e.file_bytes = packed->files[i].bytes;
+        e.store_added_bytes = packed->files[i].new_pages * snapshot::kPageSize;
+        report.library_bytes += e.file_bytes;
+    }
+    return {};
+}
+
 // Keeps the made routes in rank order within the budget, names them
 // sNNN.snap and writes the manifest (and, deterministic, timings.jsonl):
 // what a single build and combine_shards share, so that they agree byte for
@@ -250,14 +281,23 @@ Status finish(const fs::path& tmp, const Head& head, std::vector<RouteResult>& r
                               made_path.string(), ec.message());
         report.snapshots.push_back(r.entry);
     }
+    if (auto s = pack(tmp, head, report); !s)
+        return s;
 
     namespace json = analysis::json;
     std::string m = fmt::format(
         "{{\"format\":\"presnap-library\",\"version\":1,\"generator\":\"presnap {}\","
         "\"program\":{},\"base\":\"base.snap\",\"map\":\"map.pmap\",\"base_bytes\":{},"
-        "\"requests\":{},\"failed\":{}{}}}\n",
+        "\"requests\":{},\"failed\":{}{}{}}}\n",
         kVersion, json::quote(head.program), head.base_bytes, head.requests, head.failed,
-        head.deterministic ? ",\"deterministic\":true,\"timings\":\"timings.jsonl\"" : "");
+        head.deterministic ? ",\"deterministic\":true,\"timings\":\"timings.jsonl\"" : "",
+        report.store.empty()
+            ? fmt::format(",\"library_bytes\":{},\"standalone_bytes\":{}", report.library_bytes,
+                          report.standalone_bytes)
+            : fmt::format(",\"store\":{},\"store_bytes\":{},\"store_pages\":{},"
+                          "\"library_bytes\":{},\"standalone_bytes\":{}",
+                          json::quote(report.store), report.store_bytes, report.store_pages,
+                          report.library_bytes, report.standalone_bytes));
     std::string timings;
     for (const auto& e : report.snapshots) {
         std::string ids, names;
@@ -275,13 +315,15 @@ Status finish(const fs::path& tmp, const Head& head, std::vector<RouteResult>& r
                                    timing_keys, warmup_keys);
         m += fmt::format(
             "{{\"type\":\"snapshot\",\"file\":\"{}\",\"segments\":[{}],\"names\":[{}],"
-            "\"weight\":{:.6f},{}\"pages\":{},\"bytes\":{},\"route_requests\":{},\"warmup\":{},"
+            "\"weight\":{:.6f},{}\"pages\":{},\"bytes\":{},\"file_bytes\":{},"
+            "\"store_added_bytes\":{},\"route_requests\":{},\"warmup\":{},"
             "\"held_out\":{},\"pages_dirtied\":{},\"pages_touched\":{},{}\"segments_saved\":{},"
             "{}\"warmup_response\":{}}}\n",
             e.file, ids, names, e.weight, head.deterministic ? "" : timing_keys + ",", e.pages,
-            e.bytes, e.requests_in_route, json::quote(e.warmup), json::quote(e.held_out),
-            e.pages_dirtied, e.pages_touched, head.deterministic ? "" : warmup_keys + ",",
-            e.segments_saved, counter_keys(e), json::quote(e.warmup_response));
+            e.bytes, e.file_bytes, e.store_added_bytes, e.requests_in_route, json::quote(e.warmup),
+            json::quote(e.held_out), e.pages_dirtied, e.pages_touched,
+            head.deterministic ? "" : warmup_keys + ",", e.segments_saved, counter_keys(e),
+            json::quote(e.warmup_response));
     }
     if (head.deterministic) {
         timings = "{\"format\":\"presnap-library-timings\",\"version\":1}\n" + timings;

@@ -34,7 +34,7 @@ const uint8_t* chain_page(std::span<const snapshot::SnapshotFile* const> chain, 
         if (it->encoding == snapshot::PageEncoding::kZero)
             return nullptr;
         uint64_t off = (n - it->first_page) * kPage;
-        if (it->encoding == snapshot::PageEncoding::kRaw)
+        if (it->raw())
             return chain[i]->stored_bytes(*it).data() + off;
         scratch.emplace_back(it->bytes());
         if (!chain[i]->read_run(*it, scratch.back()))

@@ -7,6 +7,7 @@
 #include "presnap/output_file.h"
 #include "presnap/runtime/io.h"
 #include "presnap/snapshot/monitor_state.h"
+#include "presnap/snapshot/page_store.h"
 #include "presnap/snapshot/session_snapshots.h"
 #include "regions.h"
 
@@ -45,7 +46,7 @@ class Pages {
             Run r{run.first_page, run.page_count, nullptr, false};
             if (run.encoding == snapshot::PageEncoding::kZero) {
                 r.zero = true;
-            } else if (run.encoding == snapshot::PageEncoding::kRaw) {
+            } else if (run.raw()) { // in the file or its page store
                 r.data = f.stored_bytes(run).data();
             } else {
                 p.owned_.emplace_back(run.bytes());
@@ -923,7 +924,13 @@ Status write_composite(const Composite& c, const std::string& path) {
     if (c.chain.empty())
         return make_error(Errc::kInvalidArgument, "no composite to write");
     if (c.chain.size() >= 2) {
-        bytes = c.chain.back().bytes();
+        // A library snapshot whose pages are in the library's page store is
+        // written out self-contained (OUT is not in the library).
+        auto own = snapshot::self_contained_bytes(c.chain.back());
+        if (!own)
+            return std::unexpected(own.error());
+        owned = std::move(*own);
+        bytes = owned;
     } else {
         const SnapshotFile& b = c.chain.front();
         snapshot::SnapshotImage img;

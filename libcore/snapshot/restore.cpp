@@ -31,13 +31,16 @@ Status load_memory(runtime::Session& session, const SnapshotFile& f, uint64_t& m
         if (!dst)
             return std::unexpected(dst.error().with_context(f.path()));
         bool map = mapped_runs < kMaxMappedRuns;
-        if (run.encoding == PageEncoding::kRaw && f.fd() >= 0 && map) {
+        // Raw pages, in the file or in its page store: mapped from there.
+        if (run.raw() && f.run_fd(run) >= 0 && map) {
             void* p = mmap(dst->data(), run.bytes(), PROT_READ | PROT_WRITE,
-                           MAP_PRIVATE | MAP_FIXED, f.fd(), off_t(run.file_offset));
+                           MAP_PRIVATE | MAP_FIXED, f.run_fd(run), off_t(run.file_offset));
             if (p == MAP_FAILED)
                 return std::unexpected(make_errno_error(Errc::kIo, errno, "mmap of snapshot pages")
                                            .error()
-                                           .with_context(f.path()));
+                                           .with_context(run.encoding == PageEncoding::kStore
+                                                             ? f.page_store()->path
+                                                             : f.path()));
             mapped_runs++;
         } else if (run.encoding == PageEncoding::kZero && map) {
             void* p = mmap(dst->data(), run.bytes(), PROT_READ | PROT_WRITE,

@@ -9,14 +9,14 @@ rm -rf "$scratch"
 mkdir -p "$scratch"
 "$gen" "$scratch"
 status=0
-for f in "$scratch"/*.snap; do
+for f in "$scratch"/*.snap "$scratch"/*.store; do
   name=$(basename "$f")
   if ! cmp -s "$f" "$fixtures/$name"; then
     echo "stale or missing fixture: $name (run: cmake --build BUILD --target regenerate_snapshot_fixtures)" >&2
     status=1
   fi
 done
-for f in "$fixtures"/*.snap; do
+for f in "$fixtures"/*.snap "$fixtures"/*.store; do
   name=$(basename "$f")
   [ -e "$scratch/$name" ] || { echo "fixture not made by the generator: $name" >&2; status=1; }
 done

@@ -67,7 +67,7 @@ presnap::Status check(const Expectation& e) {
 }
 
 const std::set<std::string> kGolden = {"full-raw.snap", "full-zstd.snap", "diff-raw.snap",
-                                       "diff-zstd.snap"};
+                                       "diff-zstd.snap", "diff-thin.snap"};
 
 } // namespace
 
@@ -101,6 +101,22 @@ TEST_CASE("every fixture file is either golden or listed with its expected error
         CHECK_MESSAGE((kGolden.count(name) == 1) != (listed.count(name) == 1), name);
     }
     CHECK(files == kGolden.size() + listed.size());
+}
+
+TEST_CASE("the packed golden fixture reads back as diff-raw does, its pages in pages.store") {
+    const std::string dir = test::fixtures_dir() + "/";
+    auto full = SnapshotFile::open(dir + "full-raw.snap", {DataCheck::kFull});
+    auto thin = SnapshotFile::open(dir + "diff-thin.snap", {DataCheck::kFull});
+    REQUIRE_MESSAGE(thin.has_value(), thin.error().describe());
+    REQUIRE(full.has_value());
+    REQUIRE(thin->page_store().has_value());
+    CHECK(thin->page_store()->name == "pages.store");
+    CHECK(thin->minor_version() == 1);
+    CHECK(thin->verify_parent(*full).has_value());
+    std::vector<std::uint8_t> memory;
+    test::apply(*full, memory);
+    test::apply(*thin, memory);
+    CHECK(memory == sample::after_memory());
 }
 
 TEST_CASE("golden fixtures read back to the sample state, diffs over their parents") {

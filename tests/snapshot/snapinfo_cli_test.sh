@@ -75,7 +75,7 @@ run 2 --no-such-option "$dir/full-raw.snap"
 grep -q '^snapinfo: error: ' "$tmp/err" || fail "bad option: $(cat "$tmp/err")"
 run 0 --version
 sed -n 1p "$tmp/out" | grep -q '^snapinfo (presnap) [0-9][0-9.]*$' &&
-  [ "$(sed -n 2p "$tmp/out")" = "reads snapshot format 1.0" ] ||
+  [ "$(sed -n 2p "$tmp/out")" = "reads snapshot format 1.1" ] ||
   fail "--version: $(cat "$tmp/out")"
 
 # --help and the man page name the same options.

@@ -113,9 +113,12 @@ class ProgressBar {
 // snapshots (or one JSON object with --json).
 void print_summary(const library::BuildReport& r, const std::string& output, bool json,
                    bool deterministic, double elapsed_s, const std::string& what) {
-    uint64_t bytes = r.base_bytes;
+    // A library's size is its files' (thin snapshots and the page store); a
+    // shard's snapshots are standalone files.
+    uint64_t standalone = r.base_bytes;
     for (const auto& e : r.snapshots)
-        bytes += e.bytes;
+        standalone += e.bytes;
+    const uint64_t bytes = r.shard ? standalone : r.library_bytes;
     std::string out;
     if (json) {
         nlohmann::ordered_json snaps = nlohmann::ordered_json::array();
@@ -125,6 +128,8 @@ void print_summary(const library::BuildReport& r, const std::string& output, boo
                              {"warmup", e.warmup},
                              {"pages", e.pages},
                              {"bytes", e.bytes},
+                             {"file_bytes", e.file_bytes},
+                             {"store_added_bytes", e.store_added_bytes},
                              {"base_us", e.base_us},
                              {"snapshot_us", e.snapshot_us},
                              {"benefit_us", e.base_us - e.snapshot_us},
@@ -134,6 +139,10 @@ void print_summary(const library::BuildReport& r, const std::string& output, boo
                                      {"kind", what},
                                      {"snapshots", r.snapshots.size()},
                                      {"bytes", bytes},
+                                     {"standalone_bytes", standalone},
+                                     {"store", r.store},
+                                     {"store_bytes", r.store_bytes},
+                                     {"store_pages", r.store_pages},
                                      {"requests_traced", r.requests_traced},
                                      {"requests_failed", r.requests_failed},
                                      {"routes", r.routes},
@@ -147,15 +156,24 @@ void print_summary(const library::BuildReport& r, const std::string& output, boo
                           "failed; {:.1f} s\n",
                           kTool, what, output, r.snapshots.size(), bytes, r.requests_traced,
                           r.requests_failed, elapsed_s);
+        if (!r.store.empty())
+            out += fmt::format("  {} bytes as standalone files; page store {}: {} pages, {} bytes "
+                               "({:.1f}% of the standalone size saved)\n",
+                               standalone, r.store, r.store_pages, r.store_bytes,
+                               100.0 * (double(standalone) - double(bytes)) /
+                                   double(std::max<uint64_t>(1, standalone)));
         if (!r.snapshots.empty()) {
-            out += fmt::format("  {:<10} {:>6} {:>10} {:>12} {:>7}  {}\n", "file", "pages", "bytes",
-                               "benefit_us", "saved", "segments");
+            // bytes: standalone; stored: what its pages added to the page store.
+            out += fmt::format("  {:<10} {:>6} {:>10} {:>10} {:>12} {:>7}  {}\n", "file", "pages",
+                               "bytes", "stored", "benefit_us", "saved", "segments");
             for (const auto& e : r.snapshots) {
                 std::string names = fmt::format("{}", fmt::join(e.names, " "));
                 if (names.size() > 60)
                     names = names.substr(0, 57) + "...";
-                out += fmt::format("  {:<10} {:>6} {:>10} {:>12.0f} {:>7}  {}\n", e.file, e.pages,
-                                   e.bytes, e.base_us - e.snapshot_us, e.segments_saved, names);
+                out += fmt::format(
+                    "  {:<10} {:>6} {:>10} {:>10} {:>12.0f} {:>7}  {}\n", e.file, e.pages, e.bytes,
+                    r.store.empty() ? std::string("-") : std::to_string(e.store_added_bytes),
+                    e.base_us - e.snapshot_us, e.segments_saved, names);
             }
             if (deterministic)
                 out += "  (timings are host measurements: not part of the byte-stable files)\n";

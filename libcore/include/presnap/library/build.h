@@ -76,7 +76,12 @@ struct SnapshotEntry {
     double base_us = 0;                // held-out request from the base (median)
     double snapshot_us = 0;            // held-out request from base + this snapshot (median)
     uint64_t pages = 0;                // pages stored
-    uint64_t bytes = 0;                // file size
+    uint64_t bytes = 0;                // its size as a standalone file (what --max-bytes counts)
+    // In a library (packed, its pages in the page store): the thin file's
+    // size, and the store bytes its pages added (pages an earlier snapshot
+    // stored already not counted). 0 in a shard.
+    uint64_t file_bytes = 0;
+    uint64_t store_added_bytes = 0;
     uint64_t requests_in_route = 0;
     // Monitored while it was made: the warm-up's response (for later
     // verification), latency and exits, pages it dirtied, pages the
@@ -107,7 +112,16 @@ struct BuildReport {
     uint64_t routes = 0;          // distinct routes among the successful samples
     uint64_t history_skipped = 0; // history records that could not be used
     bool shard = false;           // a shard was written, not a library
+    // A library's page store (kStoreName; empty without snapshots or in a
+    // shard), and the library's size against its snapshots as standalone
+    // files: base + snapshots' `bytes` against base + thin files + store.
+    std::string store;
+    uint64_t store_bytes = 0, store_pages = 0;
+    uint64_t standalone_bytes = 0, library_bytes = 0;
 };
+
+// The page store of a library (docs/formats/library.md).
+inline constexpr const char* kStoreName = "pages.store";
 
 // Builds the library in `dir`: written beside it and swapped in at the end
 // (renameat2 RENAME_EXCHANGE), so an interrupted build leaves the previous

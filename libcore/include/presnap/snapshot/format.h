@@ -25,7 +25,12 @@ namespace presnap::snapshot {
 inline constexpr std::array<std::uint8_t, 8> kMagic = {0x89, 'P', 'S', 'N', 'P', '\r', '\n', 0x1a};
 
 inline constexpr std::uint16_t kMajorVersion = 1;
-inline constexpr std::uint16_t kMinorVersion = 0;
+// The newest minor version this reader knows. Writers write the oldest minor
+// that describes the file: 1 only for a file with a PAGE_STORE section (its
+// pages live in a page store beside it), 0 otherwise, so that self-contained
+// files stay byte-identical to what 1.0 writers made.
+inline constexpr std::uint16_t kMinorVersion = 1;
+inline constexpr std::uint16_t kPageStoreMinorVersion = 1;
 
 inline constexpr std::uint32_t kHeaderSize = 128;
 inline constexpr std::uint32_t kPageSize = 4096;
@@ -63,8 +68,9 @@ enum class SectionType : std::uint32_t {
     kWorkingSet = 11,  // PageRangeEntry[], sorted, disjoint
     kPageIndex = 12,   // PageRunEntry[], sorted, disjoint
     kPageData = 13,    // run data addressed by the page index
+    kPageStore = 14,   // PageStoreSection + name: the page store file STORE runs map (1.1)
 };
-inline constexpr std::uint32_t kLastKnownSection = 13;
+inline constexpr std::uint32_t kLastKnownSection = 14;
 
 // Section flags.
 inline constexpr std::uint32_t kSectionMustUnderstand = 1u << 0; // unknown type: reject the file
@@ -74,6 +80,9 @@ enum class PageEncoding : std::uint32_t {
     kRaw = 0,  // page_count * 4096 bytes at a 4096-aligned file offset (mmap-able)
     kZstd = 1, // one zstd frame whose content is page_count * 4096 bytes
     kZero = 2, // no data: the pages are zero (diffs: a page that became zero)
+    // page_count * 4096 bytes at a 4096-aligned offset of the page store file
+    // the PAGE_STORE section names (mmap-able from it); files of minor >= 1.
+    kStore = 3,
 };
 
 // CPUID output registers, as stored in CpuidWordEntry::reg.
@@ -141,6 +150,38 @@ struct ParentSection {
     std::uint8_t content_hash[16]; // the parent's content hash, low 64 bits first
 };
 
+// PAGE_STORE: the page store file that the file's STORE runs point into.
+// Followed by name_length bytes of file name (no NUL, no '/').
+struct PageStoreSection {
+    std::uint8_t store_id[16]; // the store header's store_id, low 64 bits first
+    std::uint64_t store_size;  // the store file's size in bytes
+    std::uint32_t name_length; // 1..kMaxStoreNameLength
+    std::uint32_t reserved;    // zero
+};
+inline constexpr std::uint32_t kMaxStoreNameLength = 255;
+
+// A page store file: a 4096-byte header page (these 128 bytes, then zeros),
+// then pages of 4096 bytes. Several snapshots of one library map their raw
+// pages from it; each distinct page content is stored once.
+// "\x89PSPS\r\n\x1a": the snapshot magic's recipe, "PSPS" for presnap page store.
+inline constexpr std::array<std::uint8_t, 8> kStoreMagic = {0x89, 'P',  'S',  'P',
+                                                            'S',  '\r', '\n', 0x1a};
+inline constexpr std::uint16_t kStoreMajorVersion = 1;
+inline constexpr std::uint16_t kStoreMinorVersion = 0;
+inline constexpr std::uint32_t kStoreHeaderSize = 128;
+inline constexpr std::uint64_t kStoreDataOffset = kPageSize; // the first page
+struct StoreHeader {
+    std::uint8_t magic[8];
+    std::uint16_t major;
+    std::uint16_t minor;
+    std::uint32_t header_size; // kStoreHeaderSize
+    std::uint64_t page_count;  // pages after the header page
+    std::uint64_t file_size;   // kStoreDataOffset + page_count * kPageSize
+    std::uint8_t store_id[16]; // XXH3-128 of the page bytes [kStoreDataOffset, file_size)
+    std::uint8_t reserved[72];
+    std::uint64_t header_checksum; // XXH3-64 of bytes [0, 120)
+};
+
 struct ExecutableHeader {
     std::uint8_t content_hash[16]; // XXH3-128 of the executable's bytes, low 64 bits first
     std::uint64_t size;
@@ -191,10 +232,21 @@ PRESNAP_FORMAT_PIN(sizeof(ParentSection) == 16);
 PRESNAP_FORMAT_PIN(sizeof(ExecutableHeader) == 32);
 PRESNAP_FORMAT_PIN(offsetof(ExecutableHeader, size) == 16);
 PRESNAP_FORMAT_PIN(offsetof(ExecutableHeader, path_length) == 24);
+PRESNAP_FORMAT_PIN(sizeof(PageStoreSection) == 32);
+PRESNAP_FORMAT_PIN(offsetof(PageStoreSection, store_size) == 16);
+PRESNAP_FORMAT_PIN(offsetof(PageStoreSection, name_length) == 24);
+PRESNAP_FORMAT_PIN(sizeof(StoreHeader) == kStoreHeaderSize);
+PRESNAP_FORMAT_PIN(offsetof(StoreHeader, header_size) == 12);
+PRESNAP_FORMAT_PIN(offsetof(StoreHeader, page_count) == 16);
+PRESNAP_FORMAT_PIN(offsetof(StoreHeader, file_size) == 24);
+PRESNAP_FORMAT_PIN(offsetof(StoreHeader, store_id) == 32);
+PRESNAP_FORMAT_PIN(offsetof(StoreHeader, reserved) == 48);
+PRESNAP_FORMAT_PIN(offsetof(StoreHeader, header_checksum) == 120);
+PRESNAP_FORMAT_PIN(kStoreDataOffset == 4096);
 PRESNAP_FORMAT_PIN(sizeof(kvm_regs) == kRegsSize);
 PRESNAP_FORMAT_PIN(sizeof(kvm_sregs) == kSregsSize);
 PRESNAP_FORMAT_PIN(sizeof(kvm_xcrs) == kXcrsSize);
-PRESNAP_FORMAT_PIN(static_cast<std::uint32_t>(SectionType::kPageData) == kLastKnownSection);
+PRESNAP_FORMAT_PIN(static_cast<std::uint32_t>(SectionType::kPageStore) == kLastKnownSection);
 PRESNAP_FORMAT_PIN(kPageSize == 4096);
 #undef PRESNAP_FORMAT_PIN
 

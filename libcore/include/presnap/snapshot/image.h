@@ -57,11 +57,25 @@ Result<ExecutableInfo> hash_executable(const std::string& path);
 // Guest pages [first_page, first_page + page_count). A data run's bytes are
 // `data` (page_count * kPageSize of them); a zero run (`zero`, diff snapshots)
 // has no data and says the pages became zero.
+//
+// A run `in_store` (packed library snapshots, page_store.h) keeps its pages
+// in the image's page store at `store_offset` instead of in the file; `data`
+// still holds their bytes, for the run's checksum.
 struct MemoryRun {
     std::uint64_t first_page = 0;
     std::uint64_t page_count = 0;
     bool zero = false;
     std::span<const std::uint8_t> data;
+    bool in_store = false;
+    std::uint64_t store_offset = 0;
+};
+
+// The page store an image's in_store runs point into (the PAGE_STORE section).
+struct PageStoreRef {
+    std::string name; // a plain file name in the snapshot's directory
+    Hash128 id;       // its store_id
+    std::uint64_t size = 0;
+    friend bool operator==(const PageStoreRef&, const PageStoreRef&) = default;
 };
 
 struct PageRange {
@@ -79,9 +93,10 @@ struct SnapshotImage {
     CpuFeatures cpu_features;                // what the snapshot relies on (host_cpu_features())
     std::optional<Hash128> parent;           // diff snapshots: the parent's content hash
     std::optional<ExecutableInfo> executable;
-    std::string metadata_json;          // one JSON object, or empty
-    std::vector<PageRange> working_set; // pages touched, sorted and disjoint
-    std::vector<MemoryRun> memory;      // sorted and disjoint; see add_memory()
+    std::string metadata_json;              // one JSON object, or empty
+    std::vector<PageRange> working_set;     // pages touched, sorted and disjoint
+    std::vector<MemoryRun> memory;          // sorted and disjoint; see add_memory()
+    std::optional<PageStoreRef> page_store; // set when some runs are in_store
 };
 
 // What to do with all-zero pages when adding memory.
@@ -118,6 +133,7 @@ struct WriteSummary {
     std::uint64_t zero_pages = 0;   // pages in zero runs
     std::uint64_t raw_bytes = 0;    // pages_stored * kPageSize
     std::uint64_t stored_bytes = 0; // bytes of page data in the file
+    std::uint64_t store_pages = 0;  // pages in the page store (in pages_stored too)
 };
 
 // Checks the image for what the format forbids (kInvalidArgument).

@@ -5,6 +5,12 @@
 // run by run: a raw run is mmap'ed MAP_PRIVATE from fd() at file_offset
 // straight into guest memory; a zstd run is decompressed with read_run().
 // A file may mix raw, zstd and zero runs: handle each run by its encoding.
+// A file with a PAGE_STORE section (format 1.1, a library snapshot packed by
+// snapgen) keeps its raw pages in a page store file in its own directory:
+// its STORE runs are raw runs mapped from store_fd() instead; open() finds
+// and validates the store, and stored_bytes()/read_run()/run_fd() hide the
+// difference, so consumers that handle raw runs by PageRun::raw() and
+// run_fd() need not know.
 //
 // A SnapshotFile is immutable after open(): its const methods may be called
 // from several threads. It maps the whole file read-only; files are replaced
@@ -33,8 +39,11 @@ namespace presnap::snapshot {
 // every other section are always checked.
 enum class DataCheck {
     kNone,    // trusted file on the restore path: do not touch the page data
-    kSection, // the PAGE_DATA section checksum (one linear pass); the default
-    kFull,    // also every run's checksum, and every zstd run decompressed
+    kSection, // the PAGE_DATA section checksum (one linear pass) and the
+              // checksum of every STORE run (the store pages the file uses);
+              // the default
+    kFull,    // also every run's checksum, every zstd run decompressed, and
+              // the page store's identity (a hash of all its pages)
 };
 
 struct OpenOptions {
@@ -59,6 +68,17 @@ struct PageRun {
     std::uint64_t stored_size = 0;
     std::uint64_t checksum = 0;
     std::uint64_t bytes() const { return std::uint64_t{page_count} * kPageSize; }
+    // Raw page bytes, mmap-able (from the file, or for kStore from the page
+    // store): run_fd() at file_offset.
+    bool raw() const { return encoding == PageEncoding::kRaw || encoding == PageEncoding::kStore; }
+};
+
+// The page store a file's STORE runs point into (the PAGE_STORE section).
+struct PageStoreInfo {
+    std::string name; // a file name in the snapshot's directory
+    std::string path; // where it was opened: the snapshot's directory + name
+    Hash128 id;       // its store_id
+    std::uint64_t size = 0;
 };
 
 struct MemoryStats {
@@ -70,13 +90,17 @@ struct MemoryStats {
     std::uint64_t zero_pages = 0;   // pages of zero runs
     std::uint64_t raw_bytes = 0;    // pages_stored * kPageSize
     std::uint64_t stored_bytes = 0; // bytes of page data in the file
+    std::uint64_t store_runs = 0;   // runs in the page store
+    std::uint64_t store_pages = 0;  // their pages (counted in pages_stored too)
 };
 
 class SnapshotFile {
   public:
-    // Opens and validates `path`. Errors carry the path as their context.
+    // Opens and validates `path`, and the page store it names, if any, in
+    // the directory of `path`. Errors carry the path as their context.
     static Result<SnapshotFile> open(const std::string& path, const OpenOptions& options = {});
-    // Validates bytes already in memory; the result owns them.
+    // Validates bytes already in memory; the result owns them. A file with a
+    // PAGE_STORE section is refused (no directory to find its store in).
     static Result<SnapshotFile> parse(std::vector<std::uint8_t> bytes,
                                       const OpenOptions& options = {});
     // Validates borrowed bytes, which must outlive the result (fuzzing).
@@ -122,8 +146,15 @@ class SnapshotFile {
 
     const std::vector<PageRun>& page_runs() const { return runs_; }
     MemoryStats memory_stats() const;
+    // The page store of a packed library snapshot; nullopt for a
+    // self-contained file.
+    const std::optional<PageStoreInfo>& page_store() const { return store_; }
+    // The descriptor a raw run is mapped from: fd() for kRaw, the page
+    // store's for kStore; -1 when there is none (parsed from memory).
+    int run_fd(const PageRun& run) const;
 
-    // The stored bytes of a run (raw or zstd), inside bytes().
+    // The stored bytes of a run (raw or zstd inside bytes(); store runs
+    // inside the page store's mapping).
     std::span<const std::uint8_t> stored_bytes(const PageRun& run) const;
     // Copies (raw) or decompresses (zstd) the run into `out`, which must be
     // exactly run.bytes() long, after checking the run's checksum; zero runs
@@ -149,11 +180,13 @@ class SnapshotFile {
     SnapshotFile() = default;
     static Result<SnapshotFile> validate(std::unique_ptr<Storage> storage,
                                          std::span<const std::uint8_t> bytes,
-                                         const OpenOptions& options);
+                                         const OpenOptions& options, const std::string* dir);
     Status validate_header();
     Status validate_section_table();
     Status validate_sections(const OpenOptions& options);
     Status validate_page_index(const OpenOptions& options);
+    Status open_page_store(const std::string& dir);
+    Status check_run(const PageRun& run) const; // its checksum
     std::span<const std::uint8_t> span_of(SectionType type) const;
 
     std::unique_ptr<Storage> storage_;
@@ -169,6 +202,8 @@ class SnapshotFile {
     std::optional<ExecutableInfo> executable_;
     std::vector<PageRange> working_set_;
     std::vector<PageRun> runs_;
+    std::optional<PageStoreInfo> store_;
+    std::span<const std::uint8_t> store_bytes_; // the store's mapping
     Hash128 content_hash_;
 };
 
