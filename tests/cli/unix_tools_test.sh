@@ -162,6 +162,14 @@ run 125 "$snaprun" --json base.snap
 echo 'isprime 97' | "$snapgen" --json --after - --from base.snap -o j.snap >out 2>err || fail "snapgen --json: $(cat err)"
 python3 -c 'import json,sys; j=json.load(open("err")); assert j["output"]=="j.snap" and j["requests"]==1, j' 2>/dev/null ||
   fail "snapgen --json summary: $(cat err)"
+# A file name that is not UTF-8 is still a file name: the JSON summary shows
+# it with replacement characters (it aborted with exit 134).
+bad_name=$(printf 'b\377.snap')
+echo 'isprime 97' | "$snapgen" --json --after - --from base.snap -o "$bad_name" >out 2>err ||
+  fail "snapgen --json -o a non-UTF-8 name exited $?: $(cat err)"
+python3 -c 'import json,sys; j=json.load(open("err")); assert j["output"]=="b\ufffd.snap", j' 2>/dev/null ||
+  fail "snapgen --json summary of a non-UTF-8 name: $(cat err)"
+[ -s "$bad_name" ] || fail "snapgen -o a non-UTF-8 name wrote no file"
 
 # --- -v says more, on stderr ----------------------------------------------
 run 0 "$snapinfo" -v --parent base.snap isprime.snap

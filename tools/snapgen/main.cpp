@@ -567,7 +567,8 @@ int main(int argc, char** argv) {
                                         {"requests", o->requests},
                                         {"pages_dirtied", cap->pages_dirtied},
                                         {"working_set_pages", working_set}};
-            line = j.dump() + "\n";
+            // A file name may be any bytes, not only UTF-8.
+            line = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
         } else {
             line = fmt::format("{}: wrote {} ({} bytes, {} pages stored; {} requests run, {} "
                                "pages dirtied, {} in the working set)\n",

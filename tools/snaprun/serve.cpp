@@ -126,7 +126,8 @@ struct Reporter {
                                         {"error", r.error}};
             if (!client.empty())
                 j["client"] = client;
-            line = j.dump() + "\n";
+            // The client name and error text may hold any bytes.
+            line = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
         } else {
             std::string ids;
             for (const auto& id : r.ids)
