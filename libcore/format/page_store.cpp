@@ -16,11 +16,14 @@
 
 #include "internal.h"
 #include "presnap/snapshot/reader.h"
+#include "temp_file.h"
 
 namespace presnap::snapshot {
 namespace {
 
 using detail::checksum64;
+using detail::TempFile;
+using detail::write_all;
 
 struct HashKey {
     std::uint64_t low, high;
@@ -28,72 +31,6 @@ struct HashKey {
 };
 struct HashKeyHash {
     std::size_t operator()(const HashKey& k) const { return static_cast<std::size_t>(k.low); }
-};
-
-Status write_all(int fd, const std::uint8_t* data, std::size_t size, std::int64_t offset) {
-    while (size > 0) {
-        ssize_t n = offset < 0 ? ::write(fd, data, size) : ::pwrite(fd, data, size, offset);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return make_errno_error(Errc::kIo, errno, "write");
-        data += n;
-        size -= static_cast<std::size_t>(n);
-        if (offset >= 0)
-            offset += n;
-    }
-    return {};
-}
-
-// A file written under a temporary name in its directory, then fsync'ed and
-// renamed over the target; removed on any failure.
-class TempFile {
-  public:
-    static Result<TempFile> create(const std::filesystem::path& target) {
-        TempFile t;
-        t.target_ = target;
-        t.tmp_ =
-            (target.parent_path() / ("." + target.filename().string() + ".tmp.XXXXXX")).string();
-        t.fd_ = ::mkostemp(t.tmp_.data(), O_CLOEXEC);
-        if (t.fd_ < 0)
-            return make_errno_error(Errc::kIo, errno,
-                                    "cannot create a temporary file for " + target.string());
-        if (::fchmod(t.fd_, 0644) != 0)
-            return make_errno_error(Errc::kIo, errno, "fchmod " + t.tmp_);
-        return t;
-    }
-    TempFile() = default;
-    TempFile(TempFile&& o) noexcept
-        : target_(std::move(o.target_)), tmp_(std::move(o.tmp_)), fd_(o.fd_) {
-        o.fd_ = -1;
-        o.tmp_.clear();
-    }
-    TempFile& operator=(TempFile&&) = delete;
-    ~TempFile() {
-        if (fd_ >= 0)
-            ::close(fd_);
-        if (!tmp_.empty())
-            ::unlink(tmp_.c_str());
-    }
-    int fd() const { return fd_; }
-    const std::string& path() const { return tmp_; }
-    Status commit() {
-        if (::fsync(fd_) != 0)
-            return make_errno_error(Errc::kIo, errno, "fsync " + tmp_);
-        int rc = ::close(fd_);
-        fd_ = -1;
-        if (rc != 0)
-            return make_errno_error(Errc::kIo, errno, "close " + tmp_);
-        if (::rename(tmp_.c_str(), target_.c_str()) != 0)
-            return make_errno_error(Errc::kIo, errno, "rename to " + target_.string());
-        tmp_.clear();
-        return {};
-    }
-
-  private:
-    std::filesystem::path target_;
-    std::string tmp_;
-    int fd_ = -1;
 };
 
 // The image of `f` without its pages: every section but the page sections.

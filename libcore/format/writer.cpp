@@ -13,11 +13,13 @@
 #include "internal.h"
 #include "presnap/output_file.h"
 #include "presnap/snapshot/image.h"
+#include "temp_file.h"
 
 namespace presnap::snapshot {
 namespace {
 
 using detail::checksum64;
+using detail::write_all;
 
 // Where the bytes go: a file (buffered, with one positioned write for the
 // header) or a vector.
@@ -48,21 +50,6 @@ class MemorySink final : public Sink {
   private:
     std::vector<std::uint8_t>& out_;
 };
-
-Status write_all(int fd, const std::uint8_t* data, std::size_t size, std::int64_t offset) {
-    while (size > 0) {
-        ssize_t n = offset < 0 ? ::write(fd, data, size) : ::pwrite(fd, data, size, offset);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return make_errno_error(Errc::kIo, errno, "write");
-        data += n;
-        size -= static_cast<std::size_t>(n);
-        if (offset >= 0)
-            offset += n;
-    }
-    return {};
-}
 
 class FileSink final : public Sink {
   public:
@@ -422,48 +409,18 @@ Result<WriteSummary> write_snapshot(const std::string& path, const SnapshotImage
                 make_errno_error(Errc::kIo, errno, "close").error().with_context(path));
         return summary;
     }
-    const std::filesystem::path target(path);
-    std::filesystem::path dir = target.parent_path();
-    if (dir.empty())
-        dir = ".";
-    std::string tmp = (dir / ("." + target.filename().string() + ".tmp.XXXXXX")).string();
     auto fail = [&](Error e) { return std::unexpected(e.with_context(path)); };
-
-    int fd = ::mkostemp(tmp.data(), O_CLOEXEC);
-    if (fd < 0)
-        return fail(
-            make_errno_error(Errc::kIo, errno, "create temporary file in " + dir.string()).error());
-    auto abandon = [&](Error e) {
-        ::close(fd);
-        ::unlink(tmp.c_str());
-        return fail(std::move(e));
-    };
-    if (::fchmod(fd, 0644) != 0)
-        return abandon(make_errno_error(Errc::kIo, errno, "fchmod").error());
-    FileSink sink(fd);
+    auto tmp = detail::TempFile::create(path);
+    if (!tmp)
+        return fail(tmp.error());
+    FileSink sink(tmp->fd());
     auto summary = Writer(sink, image, options).run();
     if (!summary)
-        return abandon(summary.error());
+        return fail(summary.error());
     if (auto s = sink.flush(); !s)
-        return abandon(s.error());
-    if (::fsync(fd) != 0)
-        return abandon(make_errno_error(Errc::kIo, errno, "fsync").error());
-    if (::close(fd) != 0) {
-        int err = errno;
-        ::unlink(tmp.c_str());
-        return fail(make_errno_error(Errc::kIo, err, "close").error());
-    }
-    if (::rename(tmp.c_str(), path.c_str()) != 0) {
-        int err = errno;
-        ::unlink(tmp.c_str());
-        return fail(make_errno_error(Errc::kIo, err, "rename").error());
-    }
-    // Make the rename itself durable.
-    int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-        ::fsync(dfd);
-        ::close(dfd);
-    }
+        return fail(s.error());
+    if (auto s = tmp->commit(); !s)
+        return fail(s.error());
     return summary;
 }
 
