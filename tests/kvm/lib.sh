@@ -22,3 +22,9 @@ fail() {
 expect_contains() {
     grep -qF -- "$2" "$1" || { echo "--- $1:" >&2; cat "$1" >&2; fail "expected '$2' in $1"; }
 }
+
+# make_map BITCODE...: $work/map.pmap, pea-analyze's map of $PROGRAM ($PEA).
+make_map() {
+    "$PEA" "$@" --elf "$PROGRAM" -o "$work/map.pmap" 2>"$work/pea.err" ||
+        { cat "$work/pea.err" >&2; fail "pea-analyze failed"; }
+}

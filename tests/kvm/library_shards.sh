@@ -29,8 +29,7 @@ SNAPINFO=${SNAPINFO:?the test sets SNAPINFO to snapinfo}
 require_kvm
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-"$PEA" "$@" --elf "$PROGRAM" -o "$work/map.pmap" 2>"$work/pea.err" ||
-    { cat "$work/pea.err" >&2; fail "pea-analyze failed"; }
+make_map "$@"
 # gen OUT [OPTIONS...]: a deterministic library build of the example (exec:
 # in the background, $! is snapgen itself, for kill -9).
 gen() {

@@ -24,8 +24,7 @@ require_kvm
 command -v python3 >/dev/null || fail "python3 is needed to read the manifest"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-"$PEA" "$@" --elf "$PROGRAM" -o "$work/map.pmap" 2>"$work/pea.err" ||
-    { cat "$work/pea.err" >&2; fail "pea-analyze failed"; }
+make_map "$@"
 # gen OUT [OPTIONS...]: a deterministic library of the example.
 gen() {
     local out=$1

@@ -30,8 +30,7 @@ require_kvm
 command -v python3 >/dev/null || fail "python3 is needed to read the manifest"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-"$PEA" "$@" --elf "$PROGRAM" -o "$work/map.pmap" 2>"$work/pea.err" ||
-    { cat "$work/pea.err" >&2; fail "pea-analyze failed"; }
+make_map "$@"
 "$SNAPGEN" --map "$work/map.pmap" --requests "$REQUESTS" -o "$work/lib" "$PROGRAM" 2>"$work/gen.err" ||
     { cat "$work/gen.err" >&2; fail "snapgen library mode failed"; }
 L=$work/lib

@@ -29,8 +29,7 @@ command -v python3 >/dev/null || fail "python3 is needed to read the history"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-"$PEA" "$@" --elf "$PROGRAM" -o "$work/map.pmap" 2>"$work/pea.err" ||
-    { cat "$work/pea.err" >&2; fail "pea-analyze failed"; }
+make_map "$@"
 "$PROGRAM" <"$REQUESTS" >"$work/native.out"
 [[ -s "$work/native.out" ]] || fail "the native run printed nothing: the test would prove nothing"
 
