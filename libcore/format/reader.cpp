@@ -87,7 +87,6 @@ bool is_known_type(std::uint32_t type) {
     return type >= 1 && type <= kLastKnownSection;
 }
 
-// The directory a page store named by the file at `path` is looked up in.
 std::string directory_of(const std::string& path) {
     const auto slash = path.rfind('/');
     if (slash == std::string::npos)
@@ -95,6 +94,19 @@ std::string directory_of(const std::string& path) {
     if (slash == 0)
         return "/";
     return path.substr(0, slash);
+}
+
+// The directory a page store named by a snapshot is looked up in: that of
+// the file `fd` (opened by `path`) is, symbolic links followed. It is read
+// back from /proc/self/fd, so it names the file that was opened even if the
+// links have changed since; `path` is used where /proc is not mounted.
+std::string store_directory(int fd, const std::string& path) {
+    char link[4096];
+    const std::string proc = fmt::format("/proc/self/fd/{}", fd);
+    const ssize_t n = ::readlink(proc.c_str(), link, sizeof link);
+    if (n > 0 && static_cast<std::size_t>(n) < sizeof link && link[0] == '/')
+        return directory_of(std::string(link, static_cast<std::size_t>(n)));
+    return directory_of(path);
 }
 
 // A PAGE_STORE name: a plain file name, printable, no path.
@@ -142,8 +154,8 @@ Result<SnapshotFile> SnapshotFile::open(const std::string& path, const OpenOptio
         auto owned = std::make_unique<Storage>();
         owned->owned = std::move(bytes);
         auto span = std::span<const std::uint8_t>(owned->owned);
-        const std::string dir = directory_of(path);
-        auto file = validate(std::move(owned), span, options, &dir);
+        // A stream has no directory: a thin file read from one is refused.
+        auto file = validate(std::move(owned), span, options, nullptr);
         if (!file)
             return std::unexpected(file.error().with_context(path));
         file->path_ = path;
@@ -163,7 +175,7 @@ Result<SnapshotFile> SnapshotFile::open(const std::string& path, const OpenOptio
     auto span = std::span<const std::uint8_t>(static_cast<const std::uint8_t*>(storage->map),
                                               storage->map_size);
     const int fd = storage->fd;
-    const std::string dir = directory_of(path);
+    const std::string dir = store_directory(fd, path);
     auto file = validate(std::move(storage), span, options, &dir);
     if (!file)
         return std::unexpected(file.error().with_context(path));
@@ -202,8 +214,8 @@ Result<SnapshotFile> SnapshotFile::validate(std::unique_ptr<Storage> storage,
     if (file.store_) {
         if (!dir)
             return make_error(Errc::kFormat,
-                              "page store {} cannot be found (the snapshot was not read from a "
-                              "file: a packed library snapshot needs its directory)",
+                              "page store {} cannot be found (the snapshot was read from memory "
+                              "or a pipe, which has no directory: open the library's file)",
                               file.store_->name);
         if (!file.storage_)
             file.storage_ = std::make_unique<Storage>();

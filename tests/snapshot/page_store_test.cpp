@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <thread>
 
 #include <doctest/doctest.h>
 
@@ -266,6 +267,49 @@ TEST_CASE("a thin file without its page store is refused, naming the store") {
     auto m = SnapshotFile::parse(test::read_file(dir.file("a.snap")));
     REQUIRE_FALSE(m);
     CHECK(m.error().describe().find("cannot be found") != std::string::npos);
+}
+
+TEST_CASE("a symbolic link to a thin file finds the store beside the file it names") {
+    ScratchDir lib, elsewhere;
+    Diffs d = write_diffs(lib);
+    REQUIRE(pack(lib, d));
+    const std::string link = elsewhere.file("route.snap");
+    std::filesystem::create_symlink(lib.file("b.snap"), link);
+    auto f = SnapshotFile::open(link, OpenOptions{DataCheck::kFull});
+    REQUIRE_MESSAGE(f, f.error().describe());
+    auto base = SnapshotFile::open(lib.file("base.snap"));
+    REQUIRE(base);
+    std::vector<std::uint8_t> mem;
+    test::apply(*base, mem);
+    test::apply(*f, mem);
+    CHECK(mem == d.memories[1]);
+    // A store beside the link is not the one: the file's own is used even
+    // when another store of the right name sits next to the link.
+    std::filesystem::copy_file(lib.file("pages.store"), elsewhere.file("pages.store"));
+    std::filesystem::resize_file(elsewhere.file("pages.store"), 4096);
+    CHECK(SnapshotFile::open(link, OpenOptions{DataCheck::kFull}));
+    // A relative link, through a directory link too.
+    std::filesystem::create_directory_symlink(
+        std::filesystem::path(lib.file("b.snap")).parent_path(), elsewhere.file("libdir"));
+    std::filesystem::create_symlink("libdir/c.snap", elsewhere.file("c.snap"));
+    CHECK(SnapshotFile::open(elsewhere.file("c.snap"), OpenOptions{DataCheck::kFull}));
+}
+
+TEST_CASE("a thin file read from a pipe is refused: a pipe has no directory") {
+    ScratchDir dir;
+    Diffs d = write_diffs(dir);
+    REQUIRE(pack(dir, d));
+    // A FIFO inside the library itself: the store is beside it, but what was
+    // read is a stream, not the library's file.
+    const std::string fifo = dir.file("a.fifo");
+    REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+    const auto bytes = test::read_file(dir.file("a.snap"));
+    std::thread writer([&] { test::write_file(fifo, bytes); });
+    auto f = SnapshotFile::open(fifo);
+    writer.join();
+    REQUIRE_FALSE(f);
+    CHECK_MESSAGE(f.error().describe().find("cannot be found") != std::string::npos,
+                  f.error().describe());
 }
 
 TEST_CASE("a truncated or extended page store is refused by its size") {
