@@ -1,17 +1,24 @@
 // Restore into a pooled VM, measured: for a library snapshot (or the base),
 // N rounds of: wipe the used VM (Session::reset), restore the chain into it
 // (snapshot::restore_into), optionally prefetch the recorded working set
-// (MADV_POPULATE_WRITE), answer the snapshot's held-out request. Prints one
+// (MADV_POPULATE_WRITE), answer the snapshot's held-out request. Also times
+// opening the chain's files (the reader's validation, page data checked as
+// by default) and the checks of the saved monitor and vCPU state that every
+// restore runs (validate_monitor_state, validate_vcpu_state). Prints one
 // JSON object of medians. Used by bench/run; see docs/serving.md.
 //
 //   restore_pool LIB_DIR ID|base ROUNDS
 #include "presnap/library/library.h"
 #include "presnap/runtime/io.h"
+#include "presnap/snapshot/monitor_state.h"
 #include "presnap/snapshot/session_snapshots.h"
+#include "presnap/vmm/vcpu_state.h"
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
+#include <linux/kvm.h>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <sys/mman.h>
@@ -55,12 +62,19 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "restore_pool: error: %s\n", files.error().describe().c_str());
         return 1;
     }
+    int rounds = std::max(1, std::atoi(argv[3]));
+    std::vector<double> open_us;
+    for (int i = 0; i < rounds; i++) {
+        auto t0 = Clock::now();
+        if (!snapshot::open_chain(paths))
+            return 1;
+        open_us.push_back(us(t0, Clock::now()));
+    }
     auto links = snapshot::links_of(*files);
     std::vector<snapshot::PageRange> ws;
     for (const auto& f : *files)
         for (const auto& r : f.working_set())
             ws.push_back(r);
-    int rounds = std::max(1, std::atoi(argv[3]));
     auto session = runtime::Session::create(files->front().guest_memory_size(), {});
     if (!session) {
         std::fprintf(stderr, "restore_pool: error: %s\n", session.error().describe().c_str());
@@ -106,6 +120,29 @@ int main(int argc, char** argv) {
             {"prefetch_us", median(prefetch_us)}, {"prefetched_pages", pages},
             {"request_us", median(request_us)},   {"request_faults", median(faults)}};
     }
+    // The state checks of one restore, timed alone (the memory is the last
+    // restore's, where the guest kernel header is read from).
+    const snapshot::SnapshotFile& top = files->back();
+    auto ms = snapshot::decode_monitor_state(top.monitor_state());
+    auto kh = (*session)->memory().read_obj<psn_kernel_header>(PSN_KERNEL_BASE);
+    const snapshot::VcpuState vcpu = top.vcpu_state();
+    kvm_xcrs xcrs{};
+    std::memcpy(&xcrs, vcpu.xcrs.data(), std::min(sizeof xcrs, vcpu.xcrs.size()));
+    if (!ms || !kh)
+        return 1;
+    std::vector<double> checks_us;
+    for (int i = 0; i < 1000; i++) {
+        auto t0 = Clock::now();
+        auto layout = runtime::validate_monitor_state(*ms, *kh);
+        if (!layout ||
+            !vmm::validate_vcpu_state(vcpu, {*layout, kh->syscall_entry, xcrs.xcrs[0].value})) {
+            std::fprintf(stderr, "restore_pool: error: the saved state fails its checks\n");
+            return 1;
+        }
+        checks_us.push_back(us(t0, Clock::now()));
+    }
+    out["open_us"] = median(open_us);
+    out["state_checks_us"] = median(checks_us);
     std::printf("%s\n", out.dump().c_str());
     return 0;
 }
