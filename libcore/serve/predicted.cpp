@@ -1,8 +1,6 @@
 // The `predicted` policy and multi-snapshot composites: the only file of the
 // serving mode that calls snapselect (presnap/select) and snapmerge
-// (presnap/merge). Built only when both targets exist (libcore/serve/
-// CMakeLists.txt); without it, `predicted` and `fixed` with several ids are
-// refused with a clear message.
+// (presnap/merge).
 #include "internal.h"
 
 #include "presnap/merge/composite.h"
@@ -20,6 +18,15 @@ class PredictedChooser final : public Chooser {
         Choice c;
         c.ids = std::move(s.snapshots);
         c.warm_all = false; // a warm-all selection names its snapshots: merged like any other
+        if (c.ids.size() > 1) {
+            // Until the merge is made: the chosen snapshot worth most to this
+            // request, or the base when none is worth anything.
+            const select::Candidate* best = nullptr;
+            for (const auto& cand : s.candidates)
+                if (cand.chosen && cand.value_us > 0 && (!best || cand.value_us > best->value_us))
+                    best = &cand;
+            c.fallback = best ? best->id : std::string();
+        }
         return c;
     }
 

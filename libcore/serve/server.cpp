@@ -15,6 +15,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -46,7 +47,21 @@ struct Version {
     std::list<std::shared_ptr<const Composite>> lru;
     std::map<std::string, std::list<std::shared_ptr<const Composite>>::iterator> by_key;
     std::map<std::string, std::shared_ptr<std::mutex>> building; // one build per key at a time
+    // Built behind the requests (build_behind): keys queued or being built,
+    // and keys whose build failed (their requests keep the fallback; the
+    // failure was reported once).
+    std::set<std::string> behind;
+    std::set<std::string> failed;
 };
+
+std::string key_of(const Choice& c) {
+    if (c.warm_all)
+        return "all";
+    std::string key;
+    for (size_t i = 0; i < c.ids.size(); i++)
+        key += (i ? " " : "") + c.ids[i];
+    return key;
+}
 
 bool same_file(const struct stat& a, const struct stat& b) {
     return a.st_dev == b.st_dev && a.st_ino == b.st_ino && a.st_size == b.st_size &&
@@ -188,6 +203,7 @@ struct Server::Impl {
     bool stopping = false;
     std::atomic<bool> reload_asked{false};
     std::thread refiller;
+    bool stopping_builds = false; // under build_mu
 
     std::mutex history_mu;
     mutable std::mutex totals_mu;
@@ -195,8 +211,18 @@ struct Server::Impl {
     std::atomic<uint64_t> seq{0};
 
     Result<std::shared_ptr<Version>> open_version();
-    Result<std::shared_ptr<const Composite>> composite(Version& v, const Choice& c, bool& hit);
+    // The composite of `c`: cached, built now, or (build_behind, `c` has a
+    // fallback) queued for the builder thread, the fallback's returned and
+    // `fell_back` set.
+    Result<std::shared_ptr<const Composite>> composite(const std::shared_ptr<Version>& v,
+                                                       const Choice& c, bool& hit, bool& fell_back);
     Result<std::shared_ptr<const Composite>> build(const Version& v, const Choice& c);
+    // The builder thread: composites queued by composite(), one at a time.
+    std::mutex build_mu;
+    std::condition_variable build_cv;
+    std::deque<std::pair<std::shared_ptr<Version>, Choice>> to_build;
+    std::thread builder;
+    void build_loop();
     Result<std::unique_ptr<runtime::Session>> new_session(uint64_t mem_size);
     void refill_loop();
     void check_manifest();
@@ -304,8 +330,7 @@ Result<std::shared_ptr<const Composite>> Server::Impl::build(const Version& v, c
         comp->files = std::move(*chain);
     }
     if (!c.warm_all)
-        for (size_t i = 0; i < c.ids.size(); i++)
-            comp->key += (i ? " " : "") + c.ids[i];
+        comp->key = key_of(c);
     comp->links = snapshot::links_of(comp->files);
     if (auto s = snapshot::check_chain(comp->links); !s)
         return std::unexpected(s.error());
@@ -316,19 +341,43 @@ Result<std::shared_ptr<const Composite>> Server::Impl::build(const Version& v, c
     return std::shared_ptr<const Composite>(std::move(comp));
 }
 
-Result<std::shared_ptr<const Composite>> Server::Impl::composite(Version& v, const Choice& c,
-                                                                 bool& hit) {
-    std::string key = c.warm_all ? "all" : "";
-    if (!c.warm_all)
-        for (size_t i = 0; i < c.ids.size(); i++)
-            key += (i ? " " : "") + c.ids[i];
+Result<std::shared_ptr<const Composite>> Server::Impl::composite(const std::shared_ptr<Version>& vp,
+                                                                 const Choice& c, bool& hit,
+                                                                 bool& fell_back) {
+    Version& v = *vp;
+    const std::string key = key_of(c);
     std::shared_ptr<std::mutex> gate;
     {
-        std::lock_guard l(v.mu);
+        std::unique_lock l(v.mu);
         if (auto it = v.by_key.find(key); it != v.by_key.end()) {
             v.lru.splice(v.lru.begin(), v.lru, it->second);
             hit = true;
             return *it->second;
+        }
+        if (opt.build_behind && c.fallback) {
+            // Not on this request's path: queue the build (once) and serve
+            // the fallback, base + one snapshot, meanwhile.
+            // Queued builds are bounded like the cache; a key not queued now
+            // is queued by a later request that wants it.
+            const bool queue = !v.failed.contains(key) &&
+                               v.behind.size() < std::max<size_t>(opt.cache_entries, 1) &&
+                               v.behind.insert(key).second;
+            l.unlock();
+            if (queue) {
+                {
+                    std::lock_guard b(build_mu);
+                    Choice wanted = c;
+                    wanted.fallback.reset();
+                    to_build.emplace_back(vp, std::move(wanted));
+                }
+                build_cv.notify_one();
+            }
+            fell_back = true;
+            Choice f;
+            if (!c.fallback->empty())
+                f.ids = {*c.fallback};
+            bool unused = false;
+            return composite(vp, f, hit, unused);
         }
         auto& g = v.building[key];
         if (!g)
@@ -361,6 +410,38 @@ Result<std::shared_ptr<const Composite>> Server::Impl::composite(Version& v, con
         totals.composites_built++;
     }
     return comp;
+}
+
+void Server::Impl::build_loop() {
+    // Below the request threads, as the refill thread is: a merge can take
+    // a second of CPU, which requests should not wait behind.
+    (void)setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), 10);
+    std::unique_lock l(build_mu);
+    while (!stopping_builds) {
+        if (to_build.empty()) {
+            build_cv.wait(l);
+            continue;
+        }
+        auto [v, c] = std::move(to_build.front());
+        to_build.pop_front();
+        l.unlock();
+        Result<std::shared_ptr<const Composite>> comp = nullptr;
+        if (v == version()) { // a version replaced since needs nothing more
+            bool hit = false, fell_back = false;
+            comp = composite(v, c, hit, fell_back);
+        }
+        {
+            std::lock_guard g(v->mu);
+            v->behind.erase(key_of(c));
+            if (!comp)
+                v->failed.insert(key_of(c));
+        }
+        if (!comp && opt.session.warn)
+            opt.session.warn(fmt::format("composite {}: {} (its requests are served from their "
+                                         "fallback)",
+                                         key_of(c), comp.error().describe()));
+        l.lock();
+    }
 }
 
 Result<std::unique_ptr<runtime::Session>> Server::Impl::new_session(uint64_t mem_size) {
@@ -495,6 +576,13 @@ Server::~Server() {
     impl_->refill_cv.notify_all();
     if (impl_->refiller.joinable())
         impl_->refiller.join();
+    {
+        std::lock_guard l(impl_->build_mu);
+        impl_->stopping_builds = true;
+    }
+    impl_->build_cv.notify_all();
+    if (impl_->builder.joinable())
+        impl_->builder.join(); // after the build it is in, if any
 }
 
 Result<std::unique_ptr<Server>> Server::open(const ServerOptions& options) {
@@ -517,6 +605,7 @@ Result<std::unique_ptr<Server>> Server::open(const ServerOptions& options) {
     m.idle.push_back(std::move(*s));
     m.sessions = 1;
     m.refiller = std::thread([&m] { m.refill_loop(); });
+    m.builder = std::thread([&m] { m.build_loop(); });
     return server;
 }
 
@@ -550,10 +639,12 @@ Status Server::handle(std::string_view request, std::string& response, RequestRe
     rep.choose_us = us_since(t0);
     rep.ids = choice->warm_all ? std::vector<std::string>{"all"} : choice->ids;
     auto t1 = Clock::now();
-    auto comp = m.composite(*v, *choice, rep.cache_hit);
+    auto comp = m.composite(v, *choice, rep.cache_hit, rep.fallback);
     if (!comp)
         return fail("host", "composite: " + comp.error().describe());
     rep.composite_us = us_since(t1);
+    if (rep.fallback)
+        rep.ids = (*comp)->ids;
     const uint64_t mem = (*comp)->files.back().guest_memory_size();
 
     // A VM: one ready with this composite, else an idle one, else the
@@ -697,6 +788,7 @@ Status Server::handle(std::string_view request, std::string& response, RequestRe
     m.totals.requests++;
     m.totals.ready_hits += rep.ready;
     m.totals.cache_hits += rep.cache_hit;
+    m.totals.fallbacks += rep.fallback;
     return {};
 }
 

@@ -16,6 +16,9 @@
 #   history    --trace --trace-every 2 writes requests 1, 3, 5 ... as history
 #              that pea-analyze reads
 #   refused    bad --serve uses are refused clearly, before any request
+#   fallback   a fresh server serves its first requests from one snapshot while
+#              their merged composite is built, then from the composite
+#              (PROGRAM and REQUESTS are an example's)
 source "$(dirname "$0")/lib.sh"
 SNAPRUN=$1 SNAPGEN=$2 PEA=$3 CLIENT=$4 CASE=$5 PROGRAM=$6 REQUESTS=$7
 shift 7
@@ -93,6 +96,9 @@ soak)
 clients)
     library "$work/lib"
     python3 "$CLIENT" clients "$SNAPRUN" "$work/lib" "$PROGRAM" || fail "concurrent clients failed" ;;
+fallback)
+    library "$work/lib"
+    python3 "$CLIENT" fallback "$SNAPRUN" "$work/lib" "$PROGRAM" "$REQUESTS" || fail "fallback failed" ;;
 reload)
     library "$work/lib"
     python3 "$CLIENT" reload "$SNAPRUN" "$work/lib" "$PROGRAM" "$SNAPGEN" "$work/map.pmap" "$REQUESTS" ||

@@ -28,6 +28,12 @@ import json, sys
 r = json.load(open(sys.argv[1]))
 bad = [(ex, c, v["wrong"]) for ex, e in r["examples"].items()
        for c, v in e["contenders"].items() if v["wrong"]]
+bad += [(ex, "new server " + c, v["wrong"]) for ex, e in r["examples"].items()
+        for c, v in e["new_server"].items() if v["wrong"]]
 assert not bad, bad
 PY
-echo "ok: report with every contender row, ratios and a CDF plot"
+for c in base presnap "presnap --no-fallback"; do
+    grep -q "^| $c | " <(sed -n "/new server's first request/,\$p" "$out/report.md") ||
+        fail "no new-server row for $c in the report"
+done
+echo "ok: report with every contender row, ratios, the new-server rows and a CDF plot"

@@ -5,6 +5,7 @@ tests/kvm/guests/serve_guest.c as the function.
   serve_client.py soak SNAPRUN LIB PROGRAM
   serve_client.py clients SNAPRUN LIB PROGRAM
   serve_client.py reload SNAPRUN LIB PROGRAM SNAPGEN MAP REQUESTS
+  serve_client.py fallback SNAPRUN LIB PROGRAM REQUESTS
 """
 import json
 import os
@@ -264,6 +265,65 @@ def reload(snaprun, lib, program, snapgen, pmap, requests):
           f"(manifest change, SIGHUP): generations {sorted(set(gens))}")
 
 
+def fallback(snaprun, lib, program, requests):
+    """A fresh server's first requests are served from their choice's
+    fallback (one snapshot) while the merged composite is built off their
+    path; once it is built the same requests get it. Every answer is the
+    native one either way. --no-fallback makes the first request wait for
+    its composite."""
+    reqs = [l for l in open(requests).read().splitlines() if l.strip()]
+    want = native(program, reqs)
+
+    def serve(extra, until_built):
+        with tempfile.NamedTemporaryFile("w+", suffix=".stats") as err:
+            p = subprocess.Popen([snaprun, "--serve", lib, "--pool", "2", "--stats", "--json",
+                                  *extra], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                 stderr=err, text=True)
+            stats, deadline, i = [], time.monotonic() + 120, 0
+            while True:
+                r = reqs[i % len(reqs)]
+                i += 1
+                p.stdin.write(r + "\n")
+                p.stdin.flush()
+                got = p.stdout.readline()
+                if got != want[r]:
+                    fail(f"{extra}: {r!r} answered {got!r}, natively {want[r]!r}")
+                err.seek(0)
+                stats = [json.loads(l) for l in err if l.startswith('{"request"')]
+                if len(stats) != i:
+                    fail(f"{extra}: {i} requests, {len(stats)} stats lines")
+                if not until_built or (not stats[-1]["fallback"] and i > len(reqs)):
+                    break
+                if time.monotonic() > deadline:
+                    fail("the composite was never built: every request still falls back")
+                time.sleep(0.05)
+            p.stdin.close()
+            if p.wait() != 0:
+                fail(f"{extra}: the server exited {p.returncode}")
+            err.seek(0)
+            summary = [json.loads(l) for l in err if l.startswith('{"summary"')]
+            return stats, summary[0]
+
+    stats, summary = serve([], True)
+    first = stats[0]
+    if not first["fallback"] or len(first["snapshots"]) > 1 or first["cache_hit"]:
+        fail(f"the first request was not served from a fallback: {first}")
+    built = [s for s in stats if not s["fallback"]]
+    if not built or any(len(s["snapshots"]) < 2 for s in built):
+        fail(f"no request was served from the merged composite: {stats[-3:]}")
+    if summary["fallbacks"] != sum(s["fallback"] for s in stats):
+        fail(f"summary fallbacks {summary['fallbacks']} against the per-request stats")
+    n_fb = summary["fallbacks"]
+    stats2, summary2 = serve(["--no-fallback"], False)
+    first2 = stats2[0]
+    if first2["fallback"] or len(first2["snapshots"]) < 2 or summary2["fallbacks"] != 0:
+        fail(f"--no-fallback: the first request did not wait for its composite: {first2}")
+    print(f"fallback: the first request served by {first['snapshots']} in "
+          f"{first['total_us'] / 1e3:.1f} ms while {'+'.join(built[0]['snapshots'])} was built "
+          f"({n_fb} of {len(stats)} requests fell back, all answered like native); "
+          f"--no-fallback: {first2['total_us'] / 1e3:.1f} ms")
+
+
 def main():
     if len(sys.argv) < 5:
         sys.exit(__doc__)
@@ -274,6 +334,8 @@ def main():
         clients(*sys.argv[2:5])
     elif case == "reload":
         reload(*sys.argv[2:8])
+    elif case == "fallback":
+        fallback(*sys.argv[2:6])
     else:
         sys.exit(__doc__)
 

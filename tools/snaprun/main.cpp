@@ -226,7 +226,7 @@ int main(int argc, char** argv) {
     std::vector<std::string> snapshots;
     tools::ServeArgs serve_args;
     std::string serve_dir, policy = "predicted", restore_mode = "ahead";
-    bool no_watch = false;
+    bool no_watch = false, no_fallback = false;
     app.add_option("--serve", serve_dir,
                    "serving mode: answer every request from a fresh restore of a composite of "
                    "the snapshot library DIR (snaprun(1): Serving mode)")
@@ -252,6 +252,9 @@ int main(int argc, char** argv) {
                    "with --serve: composites kept in memory (default 64)")
         ->option_text("N")
         ->check(CLI::Range(size_t(1), size_t(1) << 20));
+    app.add_flag("--no-fallback", no_fallback,
+                 "with --serve: a request whose composite is not built yet waits while it is "
+                 "built, instead of being served from its most valuable snapshot meanwhile");
     app.add_option("--max-clients", serve_args.max_clients,
                    "with --socket: clients served at once (default 64)")
         ->option_text("N")
@@ -350,8 +353,8 @@ int main(int argc, char** argv) {
         return runtime::kExitHostError;
     }
     const bool serving = !serve_dir.empty();
-    for (const char* o :
-         {"--socket", "--policy", "--pool", "--restore", "--cache", "--max-clients", "--no-watch"})
+    for (const char* o : {"--socket", "--policy", "--pool", "--restore", "--cache", "--no-fallback",
+                          "--max-clients", "--no-watch"})
         if (!serving && app.count(o)) {
             diag.usage_error(fmt::format("{} goes with --serve", o));
             return runtime::kExitHostError;
@@ -434,6 +437,7 @@ int main(int argc, char** argv) {
         so.library_dir = serve_dir;
         so.session = opt;
         so.watch = !no_watch;
+        so.build_behind = !no_fallback;
         if (restore_mode == "lazy")
             so.prefetch = serve::Prefetch::kNone;
         else if (restore_mode == "inline")

@@ -110,6 +110,7 @@ struct Reporter {
         if (args.json) {
             nlohmann::ordered_json j = {{"request", r.seq},
                                         {"snapshots", r.ids},
+                                        {"fallback", r.fallback},
                                         {"cache_hit", r.cache_hit},
                                         {"ready", r.ready},
                                         {"wait_us", r.wait_us},
@@ -133,12 +134,12 @@ struct Reporter {
             for (const auto& id : r.ids)
                 ids += (ids.empty() ? "" : "+") + id;
             line = fmt::format(
-                "snaprun: stats: request {}{} snapshots={} cache={} ready={} restore_us={:.0f} "
+                "snaprun: stats: request {}{} snapshots={}{} cache={} ready={} restore_us={:.0f} "
                 "request_us={:.0f} total_us={:.0f} prefetched_pages={} faults={}{}\n",
                 r.seq, client.empty() ? "" : " client=" + client, ids.empty() ? "base" : ids,
-                r.cache_hit ? "hit" : "miss", r.ready ? "yes" : "no", r.restore_us, r.request_us,
-                r.total_us, r.prefetched_pages, r.faults,
-                r.error.empty() ? "" : " error=" + r.error);
+                r.fallback ? " (fallback)" : "", r.cache_hit ? "hit" : "miss",
+                r.ready ? "yes" : "no", r.restore_us, r.request_us, r.total_us, r.prefetched_pages,
+                r.faults, r.error.empty() ? "" : " error=" + r.error);
         }
         std::lock_guard l(mu);
         (void)write_all(2, line);
@@ -154,14 +155,16 @@ struct Reporter {
                                                {"ready_hits", t.ready_hits},
                                                {"cache_hits", t.cache_hits},
                                                {"composites_built", t.composites_built},
+                                               {"fallbacks", t.fallbacks},
                                                {"vms_created", t.vms_created},
                                                {"reloads", t.reloads}}
                                 .dump() +
                             "\n"
                       : fmt::format("snaprun: stats: requests={} errors={} ready_hits={} "
-                                    "cache_hits={} composites_built={} vms_created={} reloads={}\n",
+                                    "cache_hits={} composites_built={} fallbacks={} "
+                                    "vms_created={} reloads={}\n",
                                     t.requests, t.errors, t.ready_hits, t.cache_hits,
-                                    t.composites_built, t.vms_created, t.reloads);
+                                    t.composites_built, t.fallbacks, t.vms_created, t.reloads);
         std::lock_guard l(mu);
         (void)write_all(2, line);
     }

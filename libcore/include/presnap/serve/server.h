@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -38,6 +39,11 @@ inline constexpr std::string_view kErrorPrefix = "presnap-error: ";
 struct Choice {
     std::vector<std::string> ids; // library ids, manifest order; empty: the base alone
     bool warm_all = false;        // the warm-all composite (every warm-up chained)
+    // What serves the request while the composite of `ids` is not built yet
+    // (merging can take a second): one library id ("" for the base), as
+    // base + that snapshot, which costs nothing to make. None: the request
+    // waits for the composite.
+    std::optional<std::string> fallback;
 };
 
 // Chooses the snapshots of a request. Thread-safe (const).
@@ -71,6 +77,10 @@ struct ServerOptions {
     std::string policy_arg;
     size_t pool = 4;           // VMs (at most this many exist)
     size_t cache_entries = 64; // composites kept in memory
+    // A composite that is not cached is built off the requests' path, and
+    // requests that want it meanwhile are served from their choice's
+    // fallback; false: the first request that wants it builds it and waits.
+    bool build_behind = true;
     Prefetch prefetch = Prefetch::kAhead;
     runtime::SessionOptions session; // limits (timeout per request, sizes), warnings
     // Watch DIR/manifest.jsonl and reload when it changes (checked at most
@@ -94,6 +104,7 @@ struct ServerOptions {
 struct RequestReport {
     uint64_t seq = 0;               // 1-based, over the server's life
     std::vector<std::string> ids;   // the composite's snapshots ("all" for warm-all)
+    bool fallback = false;          // ids is the choice's fallback: its composite was not built
     bool cache_hit = false;         // the composite was in the cache
     bool ready = false;             // a VM already restored with it was taken
     double choose_us = 0;           // choice
@@ -141,7 +152,7 @@ class Server {
 
     struct Totals {
         uint64_t requests = 0, errors = 0, ready_hits = 0, cache_hits = 0, composites_built = 0,
-                 vms_created = 0, reloads = 0;
+                 vms_created = 0, reloads = 0, fallbacks = 0;
     };
     Totals totals() const;
 
