@@ -12,6 +12,11 @@ class ConstantChooser final : public Chooser {
   public:
     explicit ConstantChooser(Choice c) : c_(std::move(c)) {}
     Result<Choice> choose(std::string_view) const override { return c_; }
+    std::vector<Choice> likely() const override {
+        if (c_.warm_all || c_.ids.size() > 1) // a composite to build
+            return {c_};
+        return {};
+    }
 
   private:
     Choice c_;

@@ -30,6 +30,17 @@ class PredictedChooser final : public Chooser {
         return c;
     }
 
+    std::vector<Choice> likely() const override {
+        // Warm-all does not depend on the request: when the model answers
+        // it, every request gets the same set.
+        select::Selection s = selector_.select("");
+        if (!s.warm_all || s.snapshots.size() < 2)
+            return {};
+        Choice c;
+        c.ids = std::move(s.snapshots);
+        return {c};
+    }
+
   private:
     select::Selector selector_;
 };

@@ -223,6 +223,11 @@ struct Server::Impl {
     std::deque<std::pair<std::shared_ptr<Version>, Choice>> to_build;
     std::thread builder;
     void build_loop();
+    // Queues the build of `c`'s composite behind the requests, once per key,
+    // at most `cache` keys at a time; false when not queued.
+    bool queue_build(const std::shared_ptr<Version>& v, const Choice& c);
+    // The chooser's likely() choices of a new version, queued.
+    void prepare(const std::shared_ptr<Version>& v);
     Result<std::unique_ptr<runtime::Session>> new_session(uint64_t mem_size);
     void refill_loop();
     void check_manifest();
@@ -357,21 +362,8 @@ Result<std::shared_ptr<const Composite>> Server::Impl::composite(const std::shar
         if (opt.build_behind && c.fallback) {
             // Not on this request's path: queue the build (once) and serve
             // the fallback, base + one snapshot, meanwhile.
-            // Queued builds are bounded like the cache; a key not queued now
-            // is queued by a later request that wants it.
-            const bool queue = !v.failed.contains(key) &&
-                               v.behind.size() < std::max<size_t>(opt.cache_entries, 1) &&
-                               v.behind.insert(key).second;
             l.unlock();
-            if (queue) {
-                {
-                    std::lock_guard b(build_mu);
-                    Choice wanted = c;
-                    wanted.fallback.reset();
-                    to_build.emplace_back(vp, std::move(wanted));
-                }
-                build_cv.notify_one();
-            }
+            queue_build(vp, c);
             fell_back = true;
             Choice f;
             if (!c.fallback->empty())
@@ -410,6 +402,34 @@ Result<std::shared_ptr<const Composite>> Server::Impl::composite(const std::shar
         totals.composites_built++;
     }
     return comp;
+}
+
+bool Server::Impl::queue_build(const std::shared_ptr<Version>& v, const Choice& c) {
+    const std::string key = key_of(c);
+    {
+        // Queued builds are bounded like the cache; a key not queued now is
+        // queued by a later request that wants it.
+        std::lock_guard l(v->mu);
+        if (v->by_key.contains(key) || v->failed.contains(key) ||
+            v->behind.size() >= std::max<size_t>(opt.cache_entries, 1) ||
+            !v->behind.insert(key).second)
+            return false;
+    }
+    {
+        std::lock_guard b(build_mu);
+        Choice wanted = c;
+        wanted.fallback.reset();
+        to_build.emplace_back(v, std::move(wanted));
+    }
+    build_cv.notify_one();
+    return true;
+}
+
+void Server::Impl::prepare(const std::shared_ptr<Version>& v) {
+    if (!opt.build_behind)
+        return;
+    for (const Choice& c : v->chooser->likely())
+        queue_build(v, c);
 }
 
 void Server::Impl::build_loop() {
@@ -476,8 +496,9 @@ void Server::Impl::check_manifest() {
         (*nv)->generation = next_generation++;
         {
             std::lock_guard l(version_mu);
-            current = std::move(*nv);
+            current = *nv;
         }
+        prepare(*nv);
         std::lock_guard t(totals_mu);
         totals.reloads++;
     }
@@ -604,6 +625,7 @@ Result<std::unique_ptr<Server>> Server::open(const ServerOptions& options) {
         return std::unexpected(s.error());
     m.idle.push_back(std::move(*s));
     m.sessions = 1;
+    m.prepare(m.current);
     m.refiller = std::thread([&m] { m.refill_loop(); });
     m.builder = std::thread([&m] { m.build_loop(); });
     return server;

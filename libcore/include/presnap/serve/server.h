@@ -51,6 +51,11 @@ class Chooser {
   public:
     virtual ~Chooser() = default;
     virtual Result<Choice> choose(std::string_view request) const = 0;
+    // Choices whose composites are worth building before any request asks
+    // (a choice that does not depend on the request, such as warm-all): the
+    // server builds them behind the requests when it starts and after a
+    // reload.
+    virtual std::vector<Choice> likely() const { return {}; }
 };
 
 // Policies:
