@@ -84,4 +84,8 @@ python3 "$here/bench/run" --quick "$build" "$work/report" 2>"$work/bench.err" ||
 # The example's contender table and its ratios, from the report.
 awk '/^\| contender/{on=1} on&&/^$/{n++; on=0} on{print "  " $0} /^\| presnap\/base/{r=1} r&&/^\|/{print "  " $0} r&&/^$/{r=0}' \
     "$work/report/report.md" | grep -v -- '|---' | head -16
+echo
+echo "a new server's first request (spawn snaprun --serve, one request, ms to the response):"
+awk '/^\| server \|/{on=1} on&&/^$/{on=0} on{print "  " $0}' "$work/report/report.md" |
+    grep -v -- '|---' | head -6
 
