@@ -126,6 +126,8 @@ int main(int argc, char** argv) {
     auto ms = snapshot::decode_monitor_state(top.monitor_state());
     auto kh = (*session)->memory().read_obj<psn_kernel_header>(PSN_KERNEL_BASE);
     const snapshot::VcpuState vcpu = top.vcpu_state();
+    // XCR0 expected: the one the snapshot saved (a restore compares it with
+    // this host's; the comparison costs the same).
     kvm_xcrs xcrs{};
     std::memcpy(&xcrs, vcpu.xcrs.data(), std::min(sizeof xcrs, vcpu.xcrs.size()));
     if (!ms || !kh)

@@ -274,11 +274,11 @@ Result<std::shared_ptr<Version>> Server::Impl::open_version() {
 Result<std::shared_ptr<const Composite>> Server::Impl::build(const Version& v, const Choice& c) {
     auto t0 = Clock::now();
     auto comp = std::make_shared<Composite>();
+    comp->key = key_of(c);
     comp->ids = c.ids;
     if (c.warm_all) {
         // Every snapshot's warm-up, in manifest order, on a restore of the
         // base, captured to memory: one diff over the base.
-        comp->key = "all";
         auto base = snapshot::open_chain({v.lib.base_path});
         if (!base)
             return std::unexpected(base.error());
@@ -334,8 +334,6 @@ Result<std::shared_ptr<const Composite>> Server::Impl::build(const Version& v, c
             return std::unexpected(chain.error());
         comp->files = std::move(*chain);
     }
-    if (!c.warm_all)
-        comp->key = key_of(c);
     comp->links = snapshot::links_of(comp->files);
     if (auto s = snapshot::check_chain(comp->links); !s)
         return std::unexpected(s.error());
@@ -457,8 +455,8 @@ void Server::Impl::build_loop() {
                 v->failed.insert(key_of(c));
         }
         if (!comp && opt.session.warn)
-            opt.session.warn(fmt::format("composite {}: {} (its requests are served from their "
-                                         "fallback)",
+            opt.session.warn(fmt::format("composite {}: {} (not built again behind the requests: "
+                                         "those with a fallback keep it)",
                                          key_of(c), comp.error().describe()));
         l.lock();
     }
